@@ -81,7 +81,6 @@ size_t pindex_walk(struct pindex *p, uint32_t pool, bool by_oid, uint64_t oid,
 		   bool (*cb)(struct pindex_entry *e, void *arg), void *arg);
 size_t pindex_count(const struct pindex *p);
 
-#endif
 
 /* ------------------------------------------------ page store (borrower.c) */
 
@@ -115,3 +114,5 @@ struct clients;
 struct clients *clients_start(struct borrower *b, struct evloop *ev, const char *path);
 /* clients_stop - close every client connection (detaching them) and the socket. */
 void clients_stop(struct clients *cs);
+
+#endif

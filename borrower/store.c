@@ -1,0 +1,727 @@
+/* store.c - the borrower's page store: tmem operations of local clients (pools,
+ * put/get/flush with enforcement at put, Algorithm 1/7), the data I/O to slabs
+ * through the transport, and moving pages off a donor that leaves or fails.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "borrower/borrower-core.h"
+
+#define LOG_AREA "store"
+
+/* ------------------------------------------------ slabs */
+
+int store_slab_alloc(struct borrower *b)
+{
+	for (unsigned i = 0; i < B_MAX_SLABS; i++) {
+		if (!b->slabs[i].used) {
+			memset(&b->slabs[i], 0, sizeof(b->slabs[i]));
+			b->slabs[i].used = true;
+			return (int)i + 1;
+		}
+	}
+	return -ENOSPC;
+}
+
+void store_slab_release(struct borrower *b, uint32_t handle)
+{
+	struct bslab *s = &b->slabs[handle - 1];
+
+	if (s->local)
+		munmap(s->local, s->ref.length);
+	if (s->donor)
+		s->donor->slabs--;
+	memset(s, 0, sizeof(*s));
+}
+
+static struct bslab *slab_of(struct borrower *b, const struct buddy_loc *loc)
+{
+	return &b->slabs[loc->slab - 1];
+}
+
+/* ------------------------------------------------ data I/O */
+
+struct bio {
+	struct buddy_loc loc;
+	enum rdma_op op;
+	void *buf;
+	int status;
+};
+
+/* bio_run - move @n pages between local buffers and their slabs: local slabs by
+ * memcpy, remote ones in one transport batch. Sets each status. */
+static void bio_run(struct borrower *b, struct bio *v, unsigned n)
+{
+	struct rdma_req reqs[RDMA_MAX_BATCH];
+	int status[RDMA_MAX_BATCH];
+	unsigned map[RDMA_MAX_BATCH], nr = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct bslab *s = slab_of(b, &v[i].loc);
+		uint64_t off = (uint64_t)v[i].loc.page * RTM_PAGE_SIZE;
+
+		v[i].status = 0;
+		if (s->lost || (!s->local && !s->donor->conn)) {
+			v[i].status = -EIO;
+		} else if (s->local) {
+			if (v[i].op == RDMA_OP_READ)
+				memcpy(v[i].buf, (char *)s->local + off, RTM_PAGE_SIZE);
+			else
+				memcpy((char *)s->local + off, v[i].buf, RTM_PAGE_SIZE);
+		} else {
+			reqs[nr] = (struct rdma_req){
+				.conn = s->donor->conn,
+				.op = v[i].op,
+				.slab_offset = s->ref.offset,
+				.slab_length = s->ref.length,
+				.key = s->ref.key,
+				.offset = off,
+				.buf = v[i].buf,
+				.len = RTM_PAGE_SIZE,
+				.cookie = i,
+			};
+			map[nr++] = i;
+		}
+		if (nr == RDMA_MAX_BATCH || (i + 1 == n && nr)) {
+			rdma_rw_sync(b->tp, reqs, nr, status);
+			for (unsigned j = 0; j < nr; j++) {
+				v[map[j]].status = status[j];
+				if (status[j])
+					log_warn("%s page %u of slab %u (donor %u): %s",
+						 v[map[j]].op == RDMA_OP_READ ? "read" : "write",
+						 v[map[j]].loc.page, v[map[j]].loc.slab,
+						 v[map[j]].loc.zone, strerror(-status[j]));
+			}
+			nr = 0;
+		}
+	}
+}
+
+/* ------------------------------------------------ pools and accounting */
+
+static bool pool_persistent(const struct bpool *p)
+{
+	return p->flags & TMEM_POOL_PERSISTENT;
+}
+
+static void charge(struct bpool *p, int64_t delta)
+{
+	p->pages += delta;
+	if (p->charge)
+		p->charge->pages += delta;
+}
+
+static void entry_release(struct borrower *b, struct pindex_entry *e)
+{
+	for (unsigned i = 0; i < e->ncopies; i++)
+		buddy_free(b->alloc, &e->loc[i], 0);
+	e->ncopies = 0;
+}
+
+struct drop_ctx {
+	struct borrower *b;
+	struct bpool *pool;
+	uint64_t n;
+};
+
+static bool drop_cb(struct pindex_entry *e, void *arg)
+{
+	struct drop_ctx *d = arg;
+
+	entry_release(d->b, e);
+	d->n++;
+	return true;
+}
+
+/* pool_drop - free every page of @pool (or of one object). */
+static uint64_t pool_drop(struct borrower *b, uint32_t pool, bool by_oid, uint64_t oid)
+{
+	struct drop_ctx d = { .b = b, .pool = &b->pools[pool] };
+
+	pindex_walk(b->index, pool, by_oid, oid, drop_cb, &d);
+	charge(d.pool, -(int64_t)d.n);
+	return d.n;
+}
+
+static bool pool_member(const struct bpool *p, const struct bclient *c)
+{
+	for (unsigned i = 0; i < p->nsharers; i++)
+		if (p->sharers[i] == c)
+			return true;
+	return false;
+}
+
+static struct bpool *pool_get(struct borrower *b, struct bclient *c, uint32_t id, int *err)
+{
+	if (id >= B_MAX_POOLS || !b->pools[id].used) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	if (!pool_member(&b->pools[id], c)) {
+		*err = -EPERM;
+		return NULL;
+	}
+	return &b->pools[id];
+}
+
+int borrower_pool_new(struct borrower *b, struct bclient *c, uint32_t flags, uint64_t uuid)
+{
+	int free_id = -1;
+
+	if (flags & ~(TMEM_POOL_PERSISTENT | TMEM_POOL_SHARED))
+		return -EINVAL;
+	for (unsigned i = 0; i < B_MAX_POOLS; i++) {
+		struct bpool *p = &b->pools[i];
+
+		if (!p->used) {
+			if (free_id < 0)
+				free_id = (int)i;
+			continue;
+		}
+		if ((flags & TMEM_POOL_SHARED) && (p->flags & TMEM_POOL_SHARED) &&
+		    p->uuid == uuid) {
+			if (p->flags != flags)
+				return -EEXIST; /* same uuid, other kind */
+			if (pool_member(p, c))
+				return (int)i;
+			if (p->nsharers == B_MAX_SHARERS)
+				return -EUSERS;
+			p->sharers[p->nsharers++] = c;
+			return (int)i;
+		}
+	}
+	if (free_id < 0)
+		return -ENOSPC;
+	b->pools[free_id] = (struct bpool){
+		.used = true,
+		.flags = flags,
+		.uuid = (flags & TMEM_POOL_SHARED) ? uuid : 0,
+		.charge = c,
+		.nsharers = 1,
+		.sharers = { c },
+	};
+	log_dbg("client %u: new %s %s pool %d", c->id,
+		(flags & TMEM_POOL_SHARED) ? "shared" : "private",
+		(flags & TMEM_POOL_PERSISTENT) ? "persistent" : "ephemeral", free_id);
+	return free_id;
+}
+
+/* pool_leave - @c no longer uses pool @id; the last one out destroys it. */
+static void pool_leave(struct borrower *b, struct bpool *p, struct bclient *c)
+{
+	unsigned i;
+
+	for (i = 0; i < p->nsharers && p->sharers[i] != c; i++)
+		;
+	if (i == p->nsharers)
+		return;
+	p->sharers[i] = p->sharers[--p->nsharers];
+	if (p->nsharers == 0) {
+		uint64_t n = pool_drop(b, (uint32_t)(p - b->pools), false, 0);
+
+		log_dbg("pool %u destroyed, %lu pages freed", (unsigned)(p - b->pools),
+			(unsigned long)n);
+		memset(p, 0, sizeof(*p));
+		return;
+	}
+	if (p->charge == c) { /* the pages now count against another sharer */
+		c->pages -= p->pages;
+		p->charge = p->sharers[0];
+		p->charge->pages += p->pages;
+	}
+}
+
+int borrower_pool_destroy(struct borrower *b, struct bclient *c, uint32_t id)
+{
+	int err;
+	struct bpool *p = pool_get(b, c, id, &err);
+
+	if (!p)
+		return err;
+	pool_leave(b, p, c);
+	return 0;
+}
+
+/* ------------------------------------------------ clients */
+
+struct bclient *borrower_client_attach(struct borrower *b, const char *name)
+{
+	for (unsigned i = 0; i < B_MAX_CLIENTS; i++) {
+		struct bclient *c = &b->ctab[i];
+		const struct config_client *cc;
+
+		if (c->used)
+			continue;
+		memset(c, 0, sizeof(*c));
+		c->used = true;
+		c->id = ++b->next_client_id;
+		snprintf(c->name, sizeof(c->name), "%s", name);
+		cc = config_client(&b->cfg, name);
+		c->fixed = cc != NULL;
+		c->target = cc ? cc->target_pages : 0;
+		node_policy_join(b);
+		log_info("client %u (%s) attached, target %s%llu pages", c->id, c->name,
+			 c->fixed ? "fixed " : "",
+			 (unsigned long long)(c->target == POLICY_NO_TARGET ? 0 : c->target));
+		return c;
+	}
+	errno = EMFILE;
+	return NULL;
+}
+
+void borrower_client_detach(struct borrower *b, struct bclient *c)
+{
+	for (unsigned i = 0; i < B_MAX_POOLS; i++)
+		if (b->pools[i].used)
+			pool_leave(b, &b->pools[i], c);
+	log_info("client %u (%s) detached: %llu puts (%llu refused), %llu gets", c->id,
+		 c->name, (unsigned long long)c->puts_total,
+		 (unsigned long long)(c->puts_total - c->puts_succ),
+		 (unsigned long long)c->gets_total);
+	c->used = false;
+	node_policy_join(b);
+}
+
+uint32_t borrower_client_id(const struct bclient *c)
+{
+	return c->id;
+}
+
+/* ------------------------------------------------ tmem operations */
+
+struct pending {
+	struct bio io[TMEM_MAX_BATCH];
+	struct tmem_op *op[TMEM_MAX_BATCH];
+	struct bpool *pool[TMEM_MAX_BATCH];
+	unsigned n;
+};
+
+static bool same_key(const struct tmem_op *a, const struct tmem_op *o, bool object)
+{
+	return a->pool == o->pool && a->oid == o->oid && (object || a->index == o->index);
+}
+
+static bool pending_conflicts(const struct pending *pd, const struct tmem_op *o, bool object)
+{
+	for (unsigned i = 0; i < pd->n; i++)
+		if (same_key(pd->op[i], o, object))
+			return true;
+	return false;
+}
+
+static struct pindex_key key_of(const struct tmem_op *o)
+{
+	return (struct pindex_key){ .pool = o->pool, .oid = o->oid, .index = o->index };
+}
+
+/* pending_finish - run the queued data I/O and settle each op. */
+static void pending_finish(struct borrower *b, struct pending *pd, struct bclient *c)
+{
+	bio_run(b, pd->io, pd->n);
+	for (unsigned i = 0; i < pd->n; i++) {
+		struct tmem_op *o = pd->op[i];
+		struct pindex_key k = key_of(o);
+		struct pindex_entry e;
+		int st = pd->io[i].status;
+
+		if (o->cmd == TMEM_PUT) {
+			if (!st) {
+				c->puts_succ++;
+			} else if (pindex_remove(b->index, &k, &e) == 0) {
+				/* a failed write leaves no copy behind, old or new */
+				entry_release(b, &e);
+				charge(pd->pool[i], -1);
+			}
+		} else if (!st) {
+			c->gets_succ++;
+		}
+		o->status = st;
+	}
+	pd->n = 0;
+}
+
+/* put_alloc - a new page for a put, within target and capacity. */
+static int put_alloc(struct borrower *b, struct bpool *p, struct buddy_loc *loc)
+{
+	struct bclient *c = p->charge;
+
+	if (c && c->target != POLICY_NO_TARGET && c->pages >= c->target)
+		return -ENOSPC;
+	if (buddy_alloc(b->alloc, 0, B_LOCAL_ZONE, loc) == 0)
+		return 0;
+	if (node_capacity_wait(b, 300) && buddy_alloc(b->alloc, 0, B_LOCAL_ZONE, loc) == 0)
+		return 0;
+	return -ENOSPC;
+}
+
+static int op_put(struct borrower *b, struct pending *pd, struct bpool *p, struct tmem_op *o)
+{
+	struct pindex_key k = key_of(o);
+	struct pindex_entry *e = pindex_lookup(b->index, &k);
+	struct buddy_loc loc;
+	unsigned i = pd->n;
+	int err;
+
+	if (e && e->ncopies) {
+		loc = e->loc[0]; /* overwrite in place */
+	} else {
+		err = put_alloc(b, p, &loc);
+		if (err) {
+			/* tmem: a failed put invalidates the old copy */
+			if (e && pindex_remove(b->index, &k, NULL) == 0)
+				charge(p, -1);
+			return err;
+		}
+		if (!e) { /* (an entry whose copy was lost is still charged) */
+			err = pindex_insert(b->index, &k, &e);
+			if (err < 0) {
+				buddy_free(b->alloc, &loc, 0);
+				return err;
+			}
+			charge(p, 1);
+		}
+		e->ncopies = 1;
+		e->loc[0] = loc;
+	}
+	pd->io[i] = (struct bio){ .loc = loc, .op = RDMA_OP_WRITE, .buf = o->page };
+	return 0;
+}
+
+static int op_get(struct borrower *b, struct pending *pd, struct bpool *p, struct tmem_op *o)
+{
+	struct pindex_key k = key_of(o);
+	struct pindex_entry *e = pindex_lookup(b->index, &k);
+
+	if (!e)
+		return -ENOENT;
+	if (!e->ncopies) { /* its donor failed */
+		if (pool_persistent(p))
+			return -EIO;
+		pindex_remove(b->index, &k, NULL);
+		charge(p, -1);
+		return -ENOENT;
+	}
+	pd->io[pd->n] = (struct bio){ .loc = e->loc[0], .op = RDMA_OP_READ, .buf = o->page };
+	return 0;
+}
+
+static int op_flush_page(struct borrower *b, struct bpool *p, struct tmem_op *o)
+{
+	struct pindex_key k = key_of(o);
+	struct pindex_entry e;
+
+	if (pindex_remove(b->index, &k, &e) < 0)
+		return -ENOENT;
+	entry_release(b, &e);
+	charge(p, -1);
+	return 0;
+}
+
+void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, unsigned n)
+{
+	struct pending pd;
+
+	pd.n = 0;
+	b->in_tmem = true;
+	for (unsigned i = 0; i < n; i++) {
+		struct tmem_op *o = &ops[i];
+		bool object = o->cmd == TMEM_FLUSH_OBJECT;
+		struct bpool *p;
+		int err = 0;
+
+		if (pending_conflicts(&pd, o, object) || pd.n == TMEM_MAX_BATCH)
+			pending_finish(b, &pd, c);
+		p = pool_get(b, c, o->pool, &err);
+		if (o->cmd == TMEM_PUT)
+			c->puts_total++;
+		else if (o->cmd == TMEM_GET)
+			c->gets_total++;
+		if (!p) {
+			o->status = err;
+			continue;
+		}
+		switch (o->cmd) {
+		case TMEM_PUT:
+			err = op_put(b, &pd, p, o);
+			break;
+		case TMEM_GET:
+			err = op_get(b, &pd, p, o);
+			break;
+		case TMEM_FLUSH_PAGE:
+			c->flushes++;
+			o->status = op_flush_page(b, p, o);
+			continue;
+		case TMEM_FLUSH_OBJECT:
+			c->flushes++;
+			pool_drop(b, o->pool, true, o->oid);
+			o->status = 0;
+			continue;
+		default:
+			err = -EINVAL;
+		}
+		if (err) {
+			o->status = err;
+			continue;
+		}
+		pd.op[pd.n] = o;
+		pd.pool[pd.n] = p;
+		pd.n++;
+	}
+	if (pd.n)
+		pending_finish(b, &pd, c);
+	b->in_tmem = false;
+	node_run_deferred(b);
+	node_maybe_grow(b);
+}
+
+/* ------------------------------------------------ evacuation and failure */
+
+struct zone_walk {
+	uint32_t zone;
+	struct pindex_key *keys;
+	size_t n, cap;
+	int err;
+};
+
+static bool collect_cb(struct pindex_entry *e, void *arg)
+{
+	struct zone_walk *w = arg;
+
+	for (unsigned i = 0; i < e->ncopies; i++) {
+		if (e->loc[i].zone != w->zone)
+			continue;
+		if (w->n == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 1024;
+			struct pindex_key *k = realloc(w->keys, cap * sizeof(*k));
+
+			if (!k) {
+				w->err = -ENOMEM;
+				return false;
+			}
+			w->keys = k;
+			w->cap = cap;
+		}
+		w->keys[w->n++] = e->key;
+		break;
+	}
+	return false;
+}
+
+static int collect_zone(struct borrower *b, uint32_t zone, struct zone_walk *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->zone = zone;
+	pindex_walk(b->index, UINT32_MAX, false, 0, collect_cb, w);
+	return w->err;
+}
+
+/* local_slab_add - a slab of the borrower's own memory for evacuated pages. */
+static int local_slab_add(struct borrower *b)
+{
+	int h = store_slab_alloc(b);
+	void *mem;
+
+	if (h < 0)
+		return h;
+	mem = mmap(NULL, b->cfg.slab_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		store_slab_release(b, (uint32_t)h);
+		return -ENOMEM;
+	}
+	b->slabs[h - 1].local = mem;
+	b->slabs[h - 1].ref = (struct wire_slab){ .donor = B_LOCAL_ZONE,
+						  .length = b->cfg.slab_size };
+	buddy_add_zone(b->alloc, B_LOCAL_ZONE, B_LOCAL_DISTANCE);
+	buddy_add_slab(b->alloc, B_LOCAL_ZONE, (uint32_t)h, (uint32_t)b->slab_pages);
+	log_warn("no remote capacity left: keeping evacuated pages in local slab %d", h);
+	return 0;
+}
+
+/* evac_target - where a page leaving @zone goes. */
+static int evac_target(struct borrower *b, uint32_t zone, bool persistent,
+		       struct buddy_loc *loc)
+{
+	if (buddy_alloc(b->alloc, 0, zone, loc) == 0)
+		return 0;
+	if (node_capacity_wait(b, 500) && buddy_alloc(b->alloc, 0, zone, loc) == 0)
+		return 0;
+	if (!persistent || local_slab_add(b) < 0)
+		return -ENOSPC;
+	return buddy_alloc(b->alloc, 0, zone, loc);
+}
+
+/* evac_chunk - move up to TMEM_MAX_BATCH pages: read all, write all. */
+static void evac_chunk(struct borrower *b, uint32_t zone, const struct pindex_key *keys,
+		       unsigned n, char *buf)
+{
+	struct bio rd[TMEM_MAX_BATCH], wr[TMEM_MAX_BATCH];
+	struct pindex_entry *ent[TMEM_MAX_BATCH];
+	unsigned m = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct pindex_entry *e = pindex_lookup(b->index, &keys[i]);
+
+		if (!e || !e->ncopies || e->loc[0].zone != zone)
+			continue;
+		ent[m] = e;
+		rd[m] = (struct bio){ .loc = e->loc[0], .op = RDMA_OP_READ,
+				      .buf = buf + (size_t)m * RTM_PAGE_SIZE };
+		m++;
+	}
+	bio_run(b, rd, m);
+	for (unsigned i = 0; i < m; i++) {
+		struct bpool *p = &b->pools[ent[i]->key.pool];
+
+		wr[i] = rd[i];
+		wr[i].op = RDMA_OP_WRITE;
+		if (rd[i].status == 0 &&
+		    evac_target(b, zone, pool_persistent(p), &wr[i].loc) == 0)
+			continue;
+		wr[i].status = rd[i].status ? rd[i].status : -ENOSPC;
+		wr[i].buf = NULL;
+	}
+	/* write only the pages that have a new home */
+	{
+		struct bio go[TMEM_MAX_BATCH];
+		unsigned idx[TMEM_MAX_BATCH], k = 0;
+
+		for (unsigned i = 0; i < m; i++)
+			if (wr[i].buf) {
+				go[k] = wr[i];
+				idx[k++] = i;
+			}
+		bio_run(b, go, k);
+		for (unsigned j = 0; j < k; j++)
+			wr[idx[j]].status = go[j].status;
+	}
+	for (unsigned i = 0; i < m; i++) {
+		struct pindex_entry *e = ent[i];
+		struct bpool *p = &b->pools[e->key.pool];
+
+		if (wr[i].status == 0) {
+			buddy_free(b->alloc, &e->loc[0], 0);
+			e->loc[0] = wr[i].loc;
+			b->pages_migrated++;
+			continue;
+		}
+		if (wr[i].buf) /* allocated but the write failed */
+			buddy_free(b->alloc, &wr[i].loc, 0);
+		buddy_free(b->alloc, &e->loc[0], 0);
+		e->ncopies = 0;
+		if (!pool_persistent(p)) { /* ephemeral pages may vanish */
+			struct pindex_key k = e->key;
+
+			pindex_remove(b->index, &k, NULL);
+			charge(p, -1);
+		} else {
+			b->pages_lost++;
+			if (p->charge)
+				p->charge->lost++;
+			log_err("pool %u object %llu index %u: page lost leaving donor %u (%s)",
+				e->key.pool, (unsigned long long)e->key.oid, e->key.index, zone,
+				strerror(-wr[i].status));
+		}
+	}
+}
+
+static unsigned zone_slabs(struct borrower *b, uint32_t zone, uint32_t *handles)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < B_MAX_SLABS; i++)
+		if (b->slabs[i].used && b->slabs[i].ref.donor == zone)
+			handles[n++] = i + 1;
+	return n;
+}
+
+int store_evacuate_zone(struct borrower *b, uint32_t zone)
+{
+	static uint32_t handles[B_MAX_SLABS];
+	struct zone_walk w;
+	char *buf;
+	unsigned n;
+	int err;
+
+	buf = aligned_alloc(RTM_PAGE_SIZE, (size_t)TMEM_MAX_BATCH * RTM_PAGE_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	err = collect_zone(b, zone, &w);
+	if (err)
+		goto out_free;
+	log_info("donor %u: moving %zu pages to other slabs", zone, w.n);
+	for (size_t i = 0; i < w.n; i += TMEM_MAX_BATCH) {
+		unsigned chunk = (unsigned)(w.n - i < TMEM_MAX_BATCH ? w.n - i : TMEM_MAX_BATCH);
+
+		evac_chunk(b, zone, &w.keys[i], chunk, buf);
+	}
+	n = zone_slabs(b, zone, handles);
+	for (unsigned i = 0; i < n; i++)
+		buddy_remove_slab(b->alloc, handles[i], true);
+	err = node_send_return(b, handles, n);
+	for (unsigned i = 0; i < n; i++)
+		store_slab_release(b, handles[i]);
+	log_info("donor %u: %u slabs returned, %llu pages moved so far, %llu lost", zone, n,
+		 (unsigned long long)b->pages_migrated, (unsigned long long)b->pages_lost);
+out_free:
+	free(w.keys);
+	free(buf);
+	return err;
+}
+
+struct inval_ctx {
+	struct borrower *b;
+	uint32_t zone;
+};
+
+static bool inval_cb(struct pindex_entry *e, void *arg)
+{
+	struct inval_ctx *x = arg;
+	struct bpool *p = &x->b->pools[e->key.pool];
+	unsigned j = 0;
+
+	for (unsigned i = 0; i < e->ncopies; i++)
+		if (e->loc[i].zone != x->zone)
+			e->loc[j++] = e->loc[i];
+	if (j == e->ncopies)
+		return false;
+	e->ncopies = (uint8_t)j;
+	if (j)
+		return false;
+	if (!pool_persistent(p)) {
+		charge(p, -1);
+		return true;
+	}
+	x->b->pages_lost++;
+	if (p->charge)
+		p->charge->lost++;
+	return false;
+}
+
+void store_invalidate_zone(struct borrower *b, uint32_t zone)
+{
+	static uint32_t handles[B_MAX_SLABS];
+	struct inval_ctx x = { .b = b, .zone = zone };
+	uint64_t before = b->pages_lost;
+	unsigned n = zone_slabs(b, zone, handles);
+
+	for (unsigned i = 0; i < n; i++) {
+		b->slabs[handles[i] - 1].lost = true;
+		buddy_remove_slab(b->alloc, handles[i], true);
+	}
+	pindex_walk(b->index, UINT32_MAX, false, 0, inval_cb, &x);
+	for (unsigned i = 0; i < n; i++)
+		store_slab_release(b, handles[i]);
+	b->lost_slabs += n;
+	log_err("donor %u failed: %u slabs invalidated, %llu persistent pages lost "
+		"(their gets now fail with EIO)",
+		zone, n, (unsigned long long)(b->pages_lost - before));
+}
+
+void store_init(struct borrower *b)
+{
+	b->next_client_id = 0;
+}

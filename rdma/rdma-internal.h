@@ -1,0 +1,36 @@
+/* rdma-internal.h - declarations shared by the files of the rdma module: the base
+ * connection struct every back end embeds first, and the TCP data-plane wire format
+ * (shared by the borrower side in tcp.c and the donor side in tcp-server.c).
+ * docs/transport.md describes the format with tables.
+ */
+#ifndef RTMEM_RDMA_INTERNAL_H
+#define RTMEM_RDMA_INTERNAL_H
+
+#include "rdma/rdma.h"
+
+/* Base of every back end's connection; embedded first so that a back end can cast
+ * between the two. */
+struct rdma_conn {
+	struct rdma_transport *t; /* transport the connection belongs to */
+	uint32_t donor;           /* donor node id given to connect */
+};
+
+/* ---------------------------------------------------- TCP wire format */
+
+#define RTCP_MAGIC 0x52544d44u /* "RTMD" */
+#define RTCP_VERSION 1
+
+/* Hello, borrower -> donor: u32 magic, u16 version, u16 flags (0), u32 node id. */
+#define RTCP_HELLO_SIZE 12
+/* Hello reply, donor -> borrower: u32 magic, u16 version, u16 flags (0),
+ * u32 status (0 or a positive errno; the donor closes after a non-zero status). */
+#define RTCP_HELLO_REPLY_SIZE 12
+
+/* Request: u16 op, u16 flags (0), u32 len, u64 offset in pool, u64 key, u64 tag;
+ * a WRITE is followed by len bytes of data. */
+#define RTCP_REQ_SIZE 32
+/* Reply: u64 tag, u32 status (0 or a positive errno), u32 len; a successful READ is
+ * followed by len (= the request's len) bytes of data, anything else has len 0. */
+#define RTCP_REPLY_SIZE 16
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite (installing its Debian packages first): a strict (-Werror) build with unit and integration
+# tests, then the same tests under AddressSanitizer + UBSan, then the unit tests
+# under valgrind. Exits non-zero on any failure.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+jobs=$(nproc)
+bash "$src/scripts/install-deps.sh"
+
+run_suite() { # build dir, extra cmake args...
+	local b=$1
+	shift
+	cmake -S "$src" -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRTMEM_WERROR=ON "$@" >/dev/null
+	cmake --build "$b" -j"$jobs"
+	(cd "$b" && ctest --output-on-failure -j1)
+	passed=$((passed + $(cd "$b" && ctest -N | sed -n 's/^Total Tests: //p')))
+}
+passed=0
+
+echo "=== strict build + tests"
+run_suite "$src/build"
+echo "=== ASan + UBSan build + tests"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	run_suite "$src/build-asan" -DRTMEM_SANITIZE=ON
+echo "=== unit tests under valgrind"
+for t in $(find "$src/build/bin" -type f -executable -name 'test_*' | sort); do
+	echo "valgrind $(basename "$t")"
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		"$t" >/dev/null || { echo "valgrind: $t failed" >&2; exit 1; }
+	passed=$((passed + 1))
+done
+echo "all test stages passed"
+echo "$passed passed, 0 failed"
