@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,21 +90,20 @@ static int tmem_pass(struct tmem_client *c, uint32_t pool, enum tmem_cmd cmd,
 
 /* ---------------------------------------- raw TCP loopback ping-pong */
 
-static void *echo_server(void *arg)
+/* echo_server - the peer of the raw ping-pong, in its own process like a donor. */
+static void echo_server(int lfd)
 {
-	int lfd = *(int *)arg, fd, one = 1;
 	static uint8_t buf[PAGE];
+	int fd = accept(lfd, NULL, NULL), one = 1;
 
-	fd = accept(lfd, NULL, NULL);
 	if (fd < 0)
-		return NULL;
+		_exit(1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* request: 4 KiB page; reply: 16-byte status */
 	while (net_read_full(fd, buf, PAGE) == 0)
 		if (net_write_full(fd, buf, 16))
 			break;
-	close(fd);
-	return NULL;
+	_exit(0);
 }
 
 static int raw_tcp(uint64_t n, struct result *r)
@@ -113,35 +112,40 @@ static int raw_tcp(uint64_t n, struct result *r)
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	static uint8_t buf[PAGE];
-	int lfd, fd, one = 1;
-	pthread_t th;
+	int lfd, fd, one = 1, err = 0;
 	double *lat = calloc(n, sizeof(double)), t0;
+	pid_t pid;
 
 	lfd = socket(AF_INET, SOCK_STREAM, 0);
 	if (!lat || lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &sl))
 		return -errno;
-	pthread_create(&th, NULL, echo_server, &lfd);
+	pid = fork();
+	if (pid == 0)
+		echo_server(lfd);
+	close(lfd);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+	if (pid < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	t0 = now_s();
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = 0; i < n && !err; i++) {
 		double t = now_s();
 
-		if (net_write_full(fd, buf, PAGE) || net_read_full(fd, buf, 16))
-			return -EIO;
+		err = net_write_full(fd, buf, PAGE);
+		if (!err)
+			err = net_read_full(fd, buf, 16);
 		lat[i] = now_s() - t;
 	}
-	r->pages = n;
-	r->batch = 1;
-	finish(r, lat, n, t0);
 	close(fd);
-	pthread_join(th, NULL);
-	close(lfd);
+	waitpid(pid, NULL, 0);
+	if (!err) {
+		r->pages = n;
+		r->batch = 1;
+		finish(r, lat, n, t0);
+	}
 	free(lat);
-	return 0;
+	return err;
 }
 
 static void report(const struct result *r, unsigned n, const char *json)
