@@ -222,7 +222,7 @@ int node_send_return(struct borrower *b, const uint32_t *handles, unsigned n)
 static int take_slab(struct borrower *b, const struct wire_slab *s)
 {
 	struct bdonor *d = donor_of(b, s->donor);
-	int h;
+	int h, err;
 
 	if (!d || s->length != b->cfg.slab_size || s->offset % s->length || b->leaving)
 		return -EINVAL;
@@ -238,11 +238,16 @@ static int take_slab(struct borrower *b, const struct wire_slab *s)
 	h = store_slab_alloc(b);
 	if (h < 0)
 		return h;
+	buddy_add_zone(b->alloc, d->cfg->id, config_distance(b->self, d->cfg));
+	err = buddy_add_slab(b->alloc, d->cfg->id, (uint32_t)h, (uint32_t)b->slab_pages);
+	if (err) {
+		store_slab_release(b, (uint32_t)h);
+		return err;
+	}
 	b->slabs[h - 1].ref = *s;
 	b->slabs[h - 1].donor = d;
 	d->slabs++;
-	buddy_add_zone(b->alloc, d->cfg->id, config_distance(b->self, d->cfg));
-	return buddy_add_slab(b->alloc, d->cfg->id, (uint32_t)h, (uint32_t)b->slab_pages);
+	return 0;
 }
 
 static void take_grant(struct borrower *b, const struct wire_msg *m)
