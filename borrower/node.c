@@ -613,6 +613,11 @@ static int borrower_init(struct borrower *b, const char *cfgpath, uint32_t id)
 		.grant_pages = b->cfg.policy.grant_pages,
 	};
 	b->slab_pages = b->cfg.slab_size / RTM_PAGE_SIZE;
+	if (b->slab_pages > (1u << BUDDY_MAX_ORDER)) {
+		fprintf(stderr, "rtmem-borrower: %s: slab_size above %u MiB is not supported\n",
+			cfgpath, (1u << BUDDY_MAX_ORDER) / 256);
+		return -EINVAL;
+	}
 	b->mem_limit = b->self->mem_limit ? b->self->mem_limit / RTM_PAGE_SIZE
 					  : POLICY_NO_TARGET;
 	for (unsigned i = 0; i < b->cfg.n_nodes; i++)

@@ -66,6 +66,10 @@ struct config_node {
 	int numa_node;                /* donor: NUMA node of the pool, -1 = any */
 	char socket_path[CONFIG_PATH_LEN]; /* borrower: unix socket for clients */
 	uint64_t mem_limit;           /* borrower: max bytes it may own, 0 = no limit */
+	char nbd_socket[CONFIG_PATH_LEN]; /* borrower: NBD unix socket, default
+					   * run_dir/nbd-ID.sock */
+	char nbd_host[CONFIG_HOST_LEN]; /* borrower: NBD TCP listen address, "" = none */
+	uint16_t nbd_port;
 };
 
 /* A client named in the config gets a fixed target (static allocation) instead of
@@ -73,6 +77,17 @@ struct config_node {
 struct config_client {
 	char name[CONFIG_NAME_LEN];
 	uint64_t target_pages;
+};
+
+#define CONFIG_MAX_EXPORTS 16
+
+/* An NBD export ([export.NAME]): served by the borrowers (every one, or the one
+ * named by node), backed by a client of that name with a persistent pool. */
+struct config_export {
+	char name[CONFIG_NAME_LEN];
+	uint64_t size;                /* bytes, a multiple of 4 KiB, > 0 */
+	uint64_t target_pages;        /* fixed target; POLICY's choice if 0 */
+	uint32_t node;                /* borrower serving it, 0 = every borrower */
 };
 
 struct config_policy {
@@ -96,6 +111,8 @@ struct config {
 	struct config_node nodes[CONFIG_MAX_NODES];
 	unsigned n_clients;
 	struct config_client clients[CONFIG_MAX_CLIENTS];
+	unsigned n_exports;
+	struct config_export exports[CONFIG_MAX_EXPORTS];
 };
 
 /* config_load - parse the INI file at @path into @cfg and validate it (required
@@ -106,6 +123,8 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 const struct config_node *config_node(const struct config *cfg, uint32_t id);
 /* config_client - the named client's fixed target section, or NULL. */
 const struct config_client *config_client(const struct config *cfg, const char *name);
+/* config_export - the named export, or NULL. */
+const struct config_export *config_export(const struct config *cfg, const char *name);
 /* config_distance - 0 same host, 1 same rack, 2 elsewhere (zone ordering). */
 int config_distance(const struct config_node *a, const struct config_node *b);
 /* config_parse_size - "64M", "1G", "4096", "2k" -> bytes. */

@@ -6,6 +6,8 @@
  *	[policy]   first, second, p_percent, threshold, reserve, grant_pages
  *	[node.N]   role, address, hostname, rack, pool_size, numa_node, socket, mem_limit
  *	[client.NAME] target = pages, or a size with a suffix (64M)
+ *	[export.NAME] size (NBD export, docs/nbd.md), target (as for clients), node
+ *	(borrower nodes also take nbd_listen = host:port and nbd_socket = path)
  *
  * The file is fed to inih through our own line reader, which counts lines (inih's
  * handler gets none) and sees section headers, so empty and duplicate sections
@@ -24,7 +26,7 @@
 
 #define MiB (1024ull * 1024ull)
 
-enum section { SEC_NONE, SEC_BAD, SEC_CLUSTER, SEC_POLICY, SEC_NODE, SEC_CLIENT };
+enum section { SEC_NONE, SEC_BAD, SEC_CLUSTER, SEC_POLICY, SEC_NODE, SEC_CLIENT, SEC_EXPORT };
 
 /* Keys seen in a [node.N] section, for the checks made after parsing. */
 enum {
@@ -35,6 +37,8 @@ enum {
 	HAVE_SOCKET = 1 << 4,
 	HAVE_MEMLIMIT = 1 << 5,
 	HAVE_HOSTNAME = 1 << 6,
+	HAVE_NBD = 1 << 7,
+	HAVE_NBD_SOCKET = 1 << 8,
 };
 
 struct parse {
@@ -51,6 +55,7 @@ struct parse {
 	bool seen_cluster, seen_policy;
 	unsigned have[CONFIG_MAX_NODES];
 	bool have_target[CONFIG_MAX_CLIENTS];
+	bool have_size[CONFIG_MAX_EXPORTS];
 };
 
 /* fail - record the first error, at the current line (@line > 0) or without one. */
@@ -177,6 +182,14 @@ const struct config_client *config_client(const struct config *cfg, const char *
 	for (unsigned i = 0; i < cfg->n_clients; i++)
 		if (!strcmp(cfg->clients[i].name, name))
 			return &cfg->clients[i];
+	return NULL;
+}
+
+const struct config_export *config_export(const struct config *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->n_exports; i++)
+		if (!strcmp(cfg->exports[i].name, name))
+			return &cfg->exports[i];
 	return NULL;
 }
 
@@ -346,26 +359,67 @@ static int node_key(struct parse *p, const char *k, const char *v)
 		*have |= HAVE_MEMLIMIT;
 		return set_size(p, k, v, &nd->mem_limit);
 	}
+	if (!strcmp(k, "nbd_listen")) {
+		*have |= HAVE_NBD;
+		return set_addr(p, k, v, nd->nbd_host, &nd->nbd_port);
+	}
+	if (!strcmp(k, "nbd_socket")) {
+		*have |= HAVE_NBD_SOCKET;
+		return set_str(p, k, v, nd->nbd_socket, sizeof(nd->nbd_socket));
+	}
 	return unknown_key(p, k);
+}
+
+/* set_target - pages (plain number) or a size with a suffix (a whole number of pages). */
+static int set_target(struct parse *p, const char *k, const char *v, uint64_t *pages)
+{
+	size_t n = strlen(v);
+	uint64_t bytes;
+
+	if (n && isdigit((unsigned char)v[n - 1]))
+		return set_u64(p, k, v, pages); /* plain number: pages */
+	if (!set_size(p, k, v, &bytes))
+		return 0;
+	if (bytes % RTM_PAGE_SIZE)
+		return fail(p, true, "target %s is not a multiple of the page size", v);
+	*pages = bytes / RTM_PAGE_SIZE;
+	return 1;
 }
 
 static int client_key(struct parse *p, const char *k, const char *v)
 {
 	struct config_client *cl = &p->cfg->clients[p->idx];
-	size_t n = strlen(v);
-	uint64_t bytes;
 
 	if (strcmp(k, "target"))
 		return unknown_key(p, k);
 	p->have_target[p->idx] = true;
-	if (n && isdigit((unsigned char)v[n - 1]))
-		return set_u64(p, k, v, &cl->target_pages); /* plain number: pages */
-	if (!set_size(p, k, v, &bytes))
-		return 0;
-	if (bytes % RTM_PAGE_SIZE)
-		return fail(p, true, "target %s is not a multiple of the page size", v);
-	cl->target_pages = bytes / RTM_PAGE_SIZE;
-	return 1;
+	return set_target(p, k, v, &cl->target_pages);
+}
+
+static int export_key(struct parse *p, const char *k, const char *v)
+{
+	struct config_export *ex = &p->cfg->exports[p->idx];
+	uint64_t n;
+
+	if (!strcmp(k, "size")) {
+		p->have_size[p->idx] = true;
+		if (!set_size(p, k, v, &ex->size))
+			return 0;
+		if (!ex->size || ex->size % RTM_PAGE_SIZE)
+			return fail(p, true, "export size %s must be a positive multiple of 4k", v);
+		return 1;
+	}
+	if (!strcmp(k, "target"))
+		return set_target(p, k, v, &ex->target_pages);
+	if (!strcmp(k, "node")) {
+		if (!set_u64(p, k, v, &n))
+			return 0;
+		if (!n || n >= UINT32_MAX)
+			return fail(p, true, "bad node id '%s' for export", v);
+		ex->node = (uint32_t)n;
+		return 1;
+	}
+	return unknown_key(p, k);
 }
 
 /* handler - inih's callback for each key; the section was opened by the reader. */
@@ -386,6 +440,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		return node_key(p, name, value);
 	case SEC_CLIENT:
 		return client_key(p, name, value);
+	case SEC_EXPORT:
+		return export_key(p, name, value);
 	default:
 		return 0; /* in a section already reported */
 	}
@@ -435,6 +491,28 @@ static void open_client(struct parse *p, const char *name)
 	p->sec = SEC_CLIENT;
 }
 
+static void open_export(struct parse *p, const char *name)
+{
+	struct config *cfg = p->cfg;
+
+	if (!*name || strlen(name) >= CONFIG_NAME_LEN) {
+		fail(p, true, "export name '%s' must be 1..%d characters", name,
+		     CONFIG_NAME_LEN - 1);
+		return;
+	}
+	if (config_export(cfg, name)) {
+		fail(p, true, "duplicate export '%s'", name);
+		return;
+	}
+	if (cfg->n_exports == CONFIG_MAX_EXPORTS) {
+		fail(p, true, "too many exports (at most %d)", CONFIG_MAX_EXPORTS);
+		return;
+	}
+	p->idx = cfg->n_exports++;
+	snprintf(cfg->exports[p->idx].name, CONFIG_NAME_LEN, "%s", name);
+	p->sec = SEC_EXPORT;
+}
+
 static void open_once(struct parse *p, bool *seen, enum section sec)
 {
 	if (*seen) {
@@ -468,6 +546,8 @@ static void open_section(struct parse *p, const char *line)
 		open_node(p, p->sec_name + 5);
 	else if (!strncmp(p->sec_name, "client.", 7))
 		open_client(p, p->sec_name + 7);
+	else if (!strncmp(p->sec_name, "export.", 7))
+		open_export(p, p->sec_name + 7);
 	else
 		fail(p, true, "unknown section [%s]", p->sec_name);
 }
@@ -514,6 +594,8 @@ static void finish_node(struct parse *p, unsigned i)
 			     (unsigned long long)cfg->slab_size);
 		else if (have & (HAVE_SOCKET | HAVE_MEMLIMIT))
 			fail(p, false, "%s: socket and mem_limit are for borrowers", sec);
+		else if (have & (HAVE_NBD | HAVE_NBD_SOCKET))
+			fail(p, false, "%s: nbd_listen and nbd_socket are for borrowers", sec);
 	} else {
 		if (have & (HAVE_POOL | HAVE_NUMA))
 			fail(p, false, "%s: pool_size and numa_node are for donors", sec);
@@ -521,6 +603,11 @@ static void finish_node(struct parse *p, unsigned i)
 			 snprintf(nd->socket_path, sizeof(nd->socket_path), "%s/borrower-%u.sock",
 				  cfg->run_dir, nd->id) >= (int)sizeof(nd->socket_path))
 			fail(p, false, "%s: default socket path too long, set socket", sec);
+		else if (!(have & HAVE_NBD_SOCKET) &&
+			 snprintf(nd->nbd_socket, sizeof(nd->nbd_socket), "%s/nbd-%u.sock",
+				  cfg->run_dir, nd->id) >= (int)sizeof(nd->nbd_socket))
+			fail(p, false, "%s: default nbd socket path too long, set nbd_socket",
+			     sec);
 	}
 	/* default hostname = address host; unique when unknown, so that it is never
 	 * "same host" by accident */
@@ -589,6 +676,15 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 	for (unsigned i = 0; i < cfg->n_clients && !p->err_line; i++)
 		if (!p->have_target[i])
 			fail(p, false, "client.%s: missing target", cfg->clients[i].name);
+	for (unsigned i = 0; i < cfg->n_exports && !p->err_line; i++) {
+		const struct config_export *ex = &cfg->exports[i];
+		const struct config_node *nd = ex->node ? config_node(cfg, ex->node) : NULL;
+
+		if (!p->have_size[i])
+			fail(p, false, "export.%s: missing size", ex->name);
+		else if (ex->node && (!nd || nd->role != ROLE_BORROWER))
+			fail(p, false, "export.%s: node %u is not a borrower", ex->name, ex->node);
+	}
 	rc = p->err_line ? -EINVAL : 0;
 out_free:
 	free(p);

@@ -337,6 +337,9 @@ static void process_cqes(struct tcp_transport *tt)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
+	/* completions waiting as task work (IORING_SETUP_TASKRUN_FLAG): fetch them */
+	if (IO_URING_READ_ONCE(*tt->ring.sq.kflags) & IORING_SQ_TASKRUN)
+		io_uring_get_events(&tt->ring);
 	io_uring_for_each_cqe(&tt->ring, head, cqe) {
 		uint64_t ud = io_uring_cqe_get_data64(cqe);
 		struct tcp_conn *c = (struct tcp_conn *)(uintptr_t)(ud & ~(uint64_t)1);
@@ -694,7 +697,11 @@ struct rdma_transport *rdma_tcp_create(unsigned depth)
 	for (i = 0; i < depth; i++)
 		tt->free_slots[i] = depth - 1 - i;
 	tt->nfree = depth;
-	ret = io_uring_queue_init(TCP_RING_ENTRIES, &tt->ring, 0);
+	/* task work runs when we enter the kernel anyway (no IPIs); older kernels: plain */
+	ret = io_uring_queue_init(TCP_RING_ENTRIES, &tt->ring,
+				  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(TCP_RING_ENTRIES, &tt->ring, 0);
 	if (ret) {
 		log_err("io_uring_queue_init: %s", strerror(-ret));
 		goto out_free;
