@@ -52,6 +52,12 @@ static uint64_t owned_pages(struct borrower *b)
 	return n;
 }
 
+/* remote_free_pages - free pages in donors' slabs (local slabs do not count). */
+static uint64_t remote_free_pages(struct borrower *b)
+{
+	return buddy_free_pages(b->alloc) - buddy_zone_free_pages(b->alloc, B_LOCAL_ZONE);
+}
+
 static void grant_any(struct borrower *b, uint64_t pages)
 {
 	struct wire_msg m = { .cmd = WIRE_GRANT_ANY };
@@ -96,8 +102,7 @@ static uint64_t low_watermark(struct borrower *b)
 void node_maybe_grow(struct borrower *b)
 {
 	grant_expire(b);
-	if (buddy_free_pages(b->alloc) - buddy_zone_free_pages(b->alloc, B_LOCAL_ZONE) <
-		    low_watermark(b) &&
+	if (remote_free_pages(b) < low_watermark(b) &&
 	    evloop_now_ms() >= b->grant_denied_until_ms)
 		grant_any(b, b->params.grant_pages);
 }
@@ -276,7 +281,7 @@ static void take_grant(struct borrower *b, const struct wire_msg *m)
 /* return_free_slabs - give back whole free slabs until at most @keep pages owned. */
 static void return_free_slabs(struct borrower *b, uint64_t keep)
 {
-	uint32_t handles[B_MAX_SLABS];
+	static uint32_t handles[B_MAX_SLABS];
 	unsigned n = 0;
 	uint64_t owned = owned_pages(b);
 
@@ -328,8 +333,7 @@ static void policy_apply(struct borrower *b, bool join)
 	static struct bclient *map[B_MAX_CLIENTS];
 	struct policy_first_result res = { 0 };
 	unsigned n = policy_clients(b, pc, map);
-	uint64_t total = buddy_total_pages(b->alloc) -
-			 buddy_zone_free_pages(b->alloc, B_LOCAL_ZONE);
+	uint64_t total = owned_pages(b);
 
 	if (join)
 		b->policy->join(&b->params, pc, n, total, &res);
@@ -362,7 +366,7 @@ static void send_stats(struct borrower *b)
 	m.cmd = WIRE_STATISTICS;
 	m.stats.node_id = b->self->id;
 	m.stats.total_pages = owned_pages(b);
-	m.stats.free_pages = buddy_free_pages(b->alloc);
+	m.stats.free_pages = remote_free_pages(b);
 	m.stats.lost_slabs = b->lost_slabs;
 	for (unsigned i = 0; i < B_MAX_CLIENTS && n < WIRE_MAX_CLIENTS; i++) {
 		const struct bclient *c = &b->ctab[i];
@@ -662,6 +666,7 @@ int main(int argc, char **argv)
 {
 	static struct borrower bw;
 	struct borrower *b = &bw;
+	struct nbd_server *nbd = NULL;
 	const char *cfgpath = NULL;
 	long id = -1;
 	int opt, err;
@@ -710,10 +715,16 @@ int main(int argc, char **argv)
 		log_err("client socket %s: %s", b->self->socket_path, strerror(errno));
 		goto out;
 	}
+	err = nbd_start(b, b->ev, &b->cfg, b->self, &nbd);
+	if (err) {
+		clients_stop(b->clients);
+		goto out;
+	}
 	evloop_add_timer(b->ev, b->cfg.stats_interval_ms, true, on_tick, b);
 	log_info("node %u serving clients on %s (policy %s)", b->self->id,
 		 b->self->socket_path, b->policy->name);
 	err = evloop_run(b->ev);
+	nbd_stop(nbd);
 	clients_stop(b->clients);
 	leave(b);
 out:

@@ -29,8 +29,13 @@ static void fill_clients(struct wire_client_stats *c, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		c[i].node = 3;
 		c[i].client = 1000 + i;
-		snprintf(c[i].name, sizeof(c[i].name), "vm-%u-%s", i,
-			 i % 2 ? "swap" : "a-name-of-exactly-31-chars!!"); /* truncated */
+		char full[64] = { 0 };
+
+		/* names longer than the field are cut to 31 bytes + NUL */
+		snprintf(full, sizeof(full), "vm-%u-%s", i,
+			 i % 2 ? "swap" : "a-name-of-exactly-31-chars!!");
+		memcpy(c[i].name, full, sizeof(c[i].name) - 1);
+		c[i].name[sizeof(c[i].name) - 1] = '\0';
 		c[i].used = 12345 + i;
 		c[i].target = i ? 100000 * i : UINT64_MAX;
 		c[i].puts_total = 1ull << 40 | i;
