@@ -115,4 +115,18 @@ struct clients *clients_start(struct borrower *b, struct evloop *ev, const char 
 /* clients_stop - close every client connection (detaching them) and the socket. */
 void clients_stop(struct clients *cs);
 
+/* ------------------------------------------------ NBD server (nbd.c) */
+
+struct nbd_server;
+struct config;
+struct config_node;
+
+/* nbd_start - create the exports of the config served by node @self (each a client
+ * with a persistent pool) and listen for NBD clients on self->nbd_socket and, if
+ * set, TCP self->nbd_host:nbd_port. *@out is NULL when there is nothing to serve. */
+int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
+	      const struct config_node *self, struct nbd_server **out);
+/* nbd_stop - close every NBD connection and the sockets, free the exports. */
+void nbd_stop(struct nbd_server *s);
+
 #endif

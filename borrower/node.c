@@ -666,6 +666,7 @@ int main(int argc, char **argv)
 {
 	static struct borrower bw;
 	struct borrower *b = &bw;
+	struct nbd_server *nbd = NULL;
 	const char *cfgpath = NULL;
 	long id = -1;
 	int opt, err;
@@ -714,10 +715,16 @@ int main(int argc, char **argv)
 		log_err("client socket %s: %s", b->self->socket_path, strerror(errno));
 		goto out;
 	}
+	err = nbd_start(b, b->ev, &b->cfg, b->self, &nbd);
+	if (err) {
+		clients_stop(b->clients);
+		goto out;
+	}
 	evloop_add_timer(b->ev, b->cfg.stats_interval_ms, true, on_tick, b);
 	log_info("node %u serving clients on %s (policy %s)", b->self->id,
 		 b->self->socket_path, b->policy->name);
 	err = evloop_run(b->ev);
+	nbd_stop(nbd);
 	clients_stop(b->clients);
 	leave(b);
 out:

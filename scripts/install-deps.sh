@@ -2,7 +2,8 @@
 # install-deps.sh - the Debian 12 packages rtmem builds, tests and benchmarks with.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libinih-dev liburing-dev libnuma-dev
-      libcmocka-dev libjemalloc-dev python3 iproute2 procps valgrind)
+      libcmocka-dev libjemalloc-dev python3 iproute2 procps valgrind
+      libnbd-bin python3-libnbd qemu-utils nbdkit fio)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

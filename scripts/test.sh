@@ -22,11 +22,14 @@ run_suite "$src/build"
 echo "=== ASan + UBSan build + tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	run_suite "$src/build-asan" -DRTMEM_SANITIZE=ON
-echo "=== unit tests under valgrind"
-for t in $(find "$src/build/bin" -type f -executable -name 'test_*' | sort); do
-	echo "valgrind $(basename "$t")"
-	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-		"$t" >/dev/null || { echo "valgrind: $t failed" >&2; exit 1; }
+echo "=== unit tests of pure logic under valgrind"
+# (test_rdma_tcp and uffd_test are left out: valgrind does not emulate io_uring or
+# userfaultfd; the ASan build covers them.)
+for t in test_wire test_config test_msgconn test_policy test_buddy test_pindex test_tmem_proto; do
+	echo "valgrind $t"
+	timeout 600 valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite "$src/build/bin/$t" >/dev/null ||
+		{ echo "valgrind: $t failed" >&2; exit 1; }
 	passed=$((passed + 1))
 done
 echo "all test stages passed"

@@ -1,0 +1,1804 @@
+/* engine.c - the userfaultfd paging engine of librtmem (see docs/uffd.md).
+ *
+ * Threads inside the process:
+ *  - the handler reads the userfaultfd (faults and non-cooperative events), serves
+ *    faults from the backing store (UFFDIO_COPY / UFFDIO_ZEROPAGE, prefetching
+ *    sequential and strided runs), tracks dirtiness with write-protect faults and
+ *    chooses victims (CLOCK); it owns all page state (under E.lock, which the API
+ *    functions take too);
+ *  - the dropper only calls madvise(MADV_DONTNEED[_LOCKED]) on the runs of victims
+ *    the handler has already written back. It has to be another thread: with
+ *    UFFD_FEATURE_EVENT_REMOVE the madvise blocks until the uffd reader has read
+ *    the REMOVE event it generates, and the reader is the handler.
+ *
+ * Page life cycle: NONE (never written: zero) -> resident clean (installed write-
+ * protected, a copy in the store or zero) -> resident dirty (after its WP fault) ->
+ * evicting (write-protected again, copied to the store, waiting for the madvise) ->
+ * stored (in the borrower, or in the spill file when a put was refused).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "uffd/uffd-internal.h"
+#include "uffd/uffd.h"
+
+#define LOG_AREA "uffd"
+#define API __attribute__((visibility("default")))
+
+#define PAGE UFFD_PAGE
+#define MAX_EVICT 512u     /* victims per batch */
+#define MAX_FETCH 64u      /* pages per fault (1 + prefetch) */
+#define HIST 8u            /* trend detector history */
+#define MIN_BUDGET 16u
+
+enum { LOC_NONE = 0, LOC_STORE = 1, LOC_FILE = 2 };
+#define PF_RES 0x01   /* mapped in the process (incl. zero page) */
+#define PF_DIRTY 0x02 /* written since its store copy was made */
+#define PF_REF 0x04   /* CLOCK reference bit */
+#define PF_EVICT 0x08 /* written back, madvise pending */
+#define PF_GONE 0x10  /* unmapped */
+#define PF_ZAP 0x20   /* removed (DONTNEED/munmap) while evicting */
+
+struct page {
+	uint8_t loc, fl;
+	uint16_t gen; /* store generation its copy was put under */
+	uint32_t slot; /* spill file slot (LOC_FILE) */
+};
+
+struct region {
+	struct region *next;
+	uintptr_t base;
+	size_t npages;
+	size_t live;      /* pages still mapped */
+	uint32_t key_id;  /* store keys: oid = key_id << 16 | gen, index = key_off + i */
+	size_t key_off;
+	struct page *pg;
+};
+
+/* a forked child served through the uffd the FORK event gave us */
+struct child {
+	struct child *next;
+	int fd;
+	unsigned n;
+	struct region *regs; /* snapshot at fork */
+};
+
+struct fault {
+	uintptr_t addr;
+	uint64_t flags;
+};
+
+struct victim {
+	struct region *r;
+	size_t idx;
+};
+
+struct run {
+	uintptr_t addr;
+	size_t len;
+};
+
+static __thread int in_engine;
+
+static struct engine {
+	pthread_mutex_t lock;
+	bool running, stopping;
+	atomic_bool in_child;
+	pid_t pid;
+	int uffd, wake_fd, drop_fd;
+	uint64_t features, avail;
+	bool have_wp, use_mlock, prefetch, fifo;
+	int madv;
+	pthread_t handler, dropper;
+	struct ustore *store;
+	struct uspill *spill;
+	struct rtmem_config cfg;
+	char name[CONFIG_NAME_LEN];
+
+	struct region *regions, *graveyard;
+	atomic_uintptr_t lo, hi; /* bounds of all regions, for the shim's quick test */
+	uint32_t next_key;
+	uint16_t gen;
+	struct child *children;
+
+	size_t budget, resident, batch;
+	struct rtmem_stats st;
+
+	struct fault *q;
+	size_t qn, qcap;
+
+	/* eviction in flight (one at a time) */
+	struct victim *ev;
+	size_t evn;
+	struct run *runs;
+	size_t nruns;
+	pthread_mutex_t dmu;
+	pthread_cond_t dcond;
+	bool drop_pending, drop_stop;
+	uint64_t drop_seq;  /* bumped per posted drop; the dropper remembers the last */
+	int unmap_busy;      /* shim threads inside munmap/mremap of a region */
+
+	/* CLOCK hand */
+	struct region *hand_r;
+	size_t hand_i;
+
+	/* trend detector */
+	uint64_t hist[HIST];
+	unsigned nhist;
+	unsigned pf_win;
+
+	/* spill slots */
+	uint32_t slot_next, *slot_free;
+	size_t nfree, free_cap;
+
+	/* buffers (ordinary memory, never a region) */
+	uint8_t *evbuf;  /* MAX_EVICT pages */
+	uint8_t *fbuf;   /* MAX_FETCH pages */
+	struct ustore_io *io;
+	struct ustore_io *flushq;
+	size_t nflush, flush_cap;
+	uint64_t last_probe_ms;
+} E = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.dmu = PTHREAD_MUTEX_INITIALIZER,
+	.dcond = PTHREAD_COND_INITIALIZER,
+	.uffd = -1,
+	.wake_fd = -1,
+	.drop_fd = -1,
+};
+
+static char last_error[512];
+
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+API const char *rtmem_last_error(void)
+{
+	return last_error;
+}
+
+/* ------------------------------------------------------------ raw syscalls */
+
+void *uffd_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+int uffd_sys_munmap(void *addr, size_t len)
+{
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+static void *sys_alloc(size_t len)
+{
+	void *p = uffd_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void wake_handler(void)
+{
+	uint64_t one = 1;
+	if (E.wake_fd >= 0 && write(E.wake_fd, &one, sizeof(one)) < 0)
+		log_dbg("wake: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------ uffd ioctls */
+
+enum { OK = 0, AGAIN = 1, DEFER = 2 };
+
+static int uffd_wake(int fd, uintptr_t addr, size_t len)
+{
+	struct uffdio_range r = { .start = addr, .len = len };
+	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
+}
+
+static int uffd_wp(int fd, uintptr_t addr, size_t len, bool protect)
+{
+	struct uffdio_writeprotect w = { .range = { .start = addr, .len = len },
+					 .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0 };
+	return ioctl(fd, UFFDIO_WRITEPROTECT, &w) ? -errno : 0;
+}
+
+/* fill - install @len bytes at @dst: from @src (UFFDIO_COPY, write-protected if @wp)
+ * or zero pages (@src NULL: UFFDIO_ZEROPAGE). A page that is already there (EEXIST:
+ * someone won the race) is woken and skipped. Returns bytes handled (>= 0) and
+ * sets *err to 0, -EAGAIN (mmap changing: read events, retry) or another -errno. */
+static size_t fill(int fd, uintptr_t dst, const uint8_t *src, size_t len, bool wp, int *err)
+{
+	size_t done = 0;
+	*err = 0;
+	while (done < len) {
+		long r;
+		int rc;
+		if (src) {
+			struct uffdio_copy c = { .dst = dst + done, .src = (uintptr_t)(src + done),
+						 .len = len - done,
+						 .mode = wp ? UFFDIO_COPY_MODE_WP : 0 };
+			rc = ioctl(fd, UFFDIO_COPY, &c) ? errno : 0;
+			r = c.copy;
+		} else {
+			struct uffdio_zeropage z = { .range = { .start = dst + done,
+								.len = len - done } };
+			rc = ioctl(fd, UFFDIO_ZEROPAGE, &z) ? errno : 0;
+			r = z.zeropage;
+		}
+		if (!rc)
+			return len;
+		if (r > 0)
+			done += (size_t)r;
+		if (rc == EEXIST) {
+			E.st.eexist++;
+			uffd_wake(fd, dst + done, PAGE);
+			done += PAGE;
+			continue;
+		}
+		if (rc == EAGAIN && r > 0)
+			continue;
+		*err = -rc;
+		return done;
+	}
+	return done;
+}
+
+/* ------------------------------------------------------------ regions */
+
+static struct region *region_find(uintptr_t addr)
+{
+	for (struct region *r = E.regions; r; r = r->next)
+		if (addr >= r->base && addr < r->base + r->npages * PAGE)
+			return r;
+	return NULL;
+}
+
+static void bounds_update(void)
+{
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (struct region *r = E.regions; r; r = r->next) {
+		if (r->base < lo)
+			lo = r->base;
+		if (r->base + r->npages * PAGE > hi)
+			hi = r->base + r->npages * PAGE;
+	}
+	atomic_store(&E.lo, lo);
+	atomic_store(&E.hi, hi);
+}
+
+static struct region *region_new(uintptr_t base, size_t npages, uint32_t key_id,
+				 size_t key_off)
+{
+	struct region *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->pg = sys_alloc(npages * sizeof(struct page));
+	if (!r->pg) {
+		free(r);
+		return NULL;
+	}
+	r->base = base;
+	r->npages = r->live = npages;
+	r->key_id = key_id;
+	r->key_off = key_off;
+	return r;
+}
+
+static void region_free(struct region *r)
+{
+	uffd_sys_munmap(r->pg, r->npages * sizeof(struct page));
+	free(r);
+}
+
+static uint64_t key_oid(const struct region *r, uint16_t gen)
+{
+	return (uint64_t)r->key_id << 16 | gen;
+}
+
+/* Move regions whose pages are all unmapped to the graveyard (freed when no
+ * eviction refers to them). */
+static void regions_reap(void)
+{
+	for (struct region **pp = &E.regions; *pp;) {
+		struct region *r = *pp;
+		if (r->live) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (E.hand_r == r)
+			E.hand_r = NULL;
+		r->next = E.graveyard;
+		E.graveyard = r;
+	}
+	if (!E.drop_pending && !E.evn) {
+		while (E.graveyard) {
+			struct region *r = E.graveyard;
+			E.graveyard = r->next;
+			region_free(r);
+		}
+	}
+	bounds_update();
+}
+
+/* ------------------------------------------------------------ backing copies */
+
+static int slot_alloc(uint32_t *slot)
+{
+	if (E.nfree) {
+		*slot = E.slot_free[--E.nfree];
+		return 0;
+	}
+	if (E.slot_next == UINT32_MAX)
+		return -ENOSPC;
+	*slot = E.slot_next++;
+	return 0;
+}
+
+static void slot_release(uint32_t slot)
+{
+	if (E.st.forks) /* a child's snapshot may still read it */
+		return;
+	if (E.nfree == E.free_cap) {
+		size_t cap = E.free_cap ? E.free_cap * 2 : 1024;
+		uint32_t *n = realloc(E.slot_free, cap * sizeof(*n));
+		if (!n)
+			return; /* leak the slot */
+		E.slot_free = n;
+		E.free_cap = cap;
+	}
+	E.slot_free[E.nfree++] = slot;
+}
+
+/* drop_copy - forget the backing copy of page @i (its data is dead). */
+static void drop_copy(struct region *r, size_t i)
+{
+	struct page *p = &r->pg[i];
+	if (p->loc == LOC_FILE) {
+		slot_release(p->slot);
+	} else if (p->loc == LOC_STORE && !E.st.forks) {
+		if (E.nflush == E.flush_cap) {
+			size_t cap = E.flush_cap ? E.flush_cap * 2 : 256;
+			struct ustore_io *n = realloc(E.flushq, cap * sizeof(*n));
+			if (!n)
+				goto out;
+			E.flushq = n;
+			E.flush_cap = cap;
+		}
+		E.flushq[E.nflush++] = (struct ustore_io){ .oid = key_oid(r, p->gen),
+							   .index = (uint32_t)(r->key_off + i) };
+	}
+out:
+	p->loc = LOC_NONE;
+}
+
+static void flush_pending(void)
+{
+	if (!E.nflush)
+		return;
+	int rc = E.store->ops->flush(E.store, E.flushq, (unsigned)E.nflush);
+	if (rc < 0)
+		log_warn("%s store: flush of %zu pages: %s", E.store->ops->name, E.nflush,
+			 strerror(-rc));
+	E.nflush = 0;
+}
+
+/* ------------------------------------------------------------ events */
+
+/* range_removed - pages [start, end) were discarded (DONTNEED) or unmapped. */
+static void range_removed(uintptr_t start, uintptr_t end, bool unmap)
+{
+	for (struct region *r = E.regions; r; r = r->next) {
+		uintptr_t rend = r->base + r->npages * PAGE;
+		if (end <= r->base || start >= rend)
+			continue;
+		size_t a = (start > r->base ? start - r->base : 0) / PAGE;
+		size_t b = ((end < rend ? end : rend) - r->base + PAGE - 1) / PAGE;
+		for (size_t i = a; i < b; i++) {
+			struct page *p = &r->pg[i];
+			if (p->fl & PF_GONE)
+				continue;
+			if (p->fl & PF_EVICT) {
+				p->fl |= PF_ZAP; /* resolved when the drop completes */
+			} else {
+				if (p->fl & PF_RES)
+					E.resident--;
+				p->fl &= (uint8_t)~(PF_RES | PF_DIRTY | PF_REF);
+				drop_copy(r, i);
+			}
+			if (unmap) {
+				p->fl |= PF_GONE;
+				r->live--;
+			}
+		}
+	}
+	if (unmap)
+		regions_reap();
+}
+
+/* is_own_drop - a REMOVE event our dropper caused (it matches a posted run). */
+static bool is_own_drop(uintptr_t start, uintptr_t end)
+{
+	bool own = false;
+	pthread_mutex_lock(&E.dmu);
+	if (E.drop_pending)
+		for (size_t i = 0; i < E.nruns && !own; i++)
+			own = start >= E.runs[i].addr && end <= E.runs[i].addr + E.runs[i].len;
+	pthread_mutex_unlock(&E.dmu);
+	return own;
+}
+
+static void region_remap(uintptr_t from, uintptr_t to, size_t len)
+{
+	struct region *old = region_find(from);
+	if (!old) {
+		log_dbg("remap %#lx -> %#lx: not a region", (unsigned long)from,
+			(unsigned long)to);
+		return;
+	}
+	size_t off = (from - old->base) / PAGE;
+	size_t n = len / PAGE;
+	if (off + n > old->npages)
+		n = old->npages - off;
+	struct region *nr = region_new(to, n, old->key_id, old->key_off + off);
+	if (!nr) {
+		log_err("remap %#lx -> %#lx: out of memory, pages of the range are lost",
+			(unsigned long)from, (unsigned long)to);
+		return;
+	}
+	size_t live = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct page *p = &old->pg[off + i];
+		nr->pg[i] = *p;
+		/* a page being evicted was written back: at the new place it is a clean
+		 * resident page until the (now misdirected) drop completes */
+		nr->pg[i].fl &= (uint8_t)~(PF_EVICT | PF_ZAP);
+		if (p->fl & PF_GONE)
+			continue;
+		live++;
+		if ((p->fl & PF_EVICT) && (p->fl & PF_RES))
+			E.resident++; /* the old entry is released at drop completion */
+		p->fl = (uint8_t)((p->fl & (PF_EVICT | PF_RES)) | PF_GONE);
+		p->loc = LOC_NONE; /* the copy now belongs to the new region */
+		old->live--;
+	}
+	nr->live = live;
+	nr->next = E.regions;
+	E.regions = nr;
+	log_dbg("remap %#lx -> %#lx (%zu pages)", (unsigned long)from, (unsigned long)to, n);
+	regions_reap();
+}
+
+static struct child *child_new(int fd)
+{
+	struct child *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	unsigned n = 0;
+	for (struct region *r = E.regions; r; r = r->next)
+		n++;
+	c->regs = calloc(n ? n : 1, sizeof(*c->regs));
+	if (!c->regs) {
+		free(c);
+		return NULL;
+	}
+	for (struct region *r = E.regions; r; r = r->next) {
+		struct region *s = &c->regs[c->n];
+		*s = *r;
+		s->next = NULL;
+		s->pg = sys_alloc(r->npages * sizeof(struct page));
+		if (!s->pg)
+			break;
+		c->n++;
+		for (size_t i = 0; i < r->npages; i++) {
+			s->pg[i] = r->pg[i];
+			s->pg[i].fl = 0;
+			if (r->pg[i].fl & PF_GONE)
+				s->pg[i].loc = LOC_NONE;
+		}
+	}
+	c->fd = fd;
+	return c;
+}
+
+static void child_free(struct child *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		uffd_sys_munmap(c->regs[i].pg, c->regs[i].npages * sizeof(struct page));
+	free(c->regs);
+	close(c->fd);
+	free(c);
+}
+
+static void on_fork(int fd)
+{
+	struct child *c = child_new(fd);
+	if (!c) {
+		log_err("fork: out of memory for the child's page table; child fd %d closed, "
+			"its non-resident pages will read as zero", fd);
+		close(fd);
+		return;
+	}
+	c->next = E.children;
+	E.children = c;
+	E.gen++; /* from now on the parent's puts never overwrite the child's copies */
+	E.st.forks++;
+	log_dbg("fork: child uffd %d, %u regions, parent store generation %u", fd, c->n,
+		E.gen);
+}
+
+static void queue_fault(uintptr_t addr, uint64_t flags)
+{
+	if (E.qn == E.qcap) {
+		size_t cap = E.qcap ? E.qcap * 2 : 64;
+		struct fault *n = realloc(E.q, cap * sizeof(*n));
+		if (!n) {
+			log_err("fault queue: out of memory");
+			abort();
+		}
+		E.q = n;
+		E.qcap = cap;
+	}
+	E.q[E.qn++] = (struct fault){ .addr = addr & ~(uintptr_t)(PAGE - 1), .flags = flags };
+}
+
+/* read_events - read everything on the parent's uffd: faults are queued, other
+ * events handled now (the thread that caused them waits until they are read). */
+static void read_events(void)
+{
+	struct uffd_msg msgs[64];
+	for (;;) {
+		ssize_t n = read(E.uffd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_err("read uffd %d: %s", E.uffd, strerror(errno));
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			struct uffd_msg *m = &msgs[i];
+			switch (m->event) {
+			case UFFD_EVENT_PAGEFAULT:
+				queue_fault((uintptr_t)m->arg.pagefault.address,
+					    m->arg.pagefault.flags);
+				break;
+			case UFFD_EVENT_REMOVE:
+				if (!is_own_drop((uintptr_t)m->arg.remove.start,
+						 (uintptr_t)m->arg.remove.end))
+					range_removed((uintptr_t)m->arg.remove.start,
+						      (uintptr_t)m->arg.remove.end, false);
+				break;
+			case UFFD_EVENT_UNMAP:
+				range_removed((uintptr_t)m->arg.remove.start,
+					      (uintptr_t)m->arg.remove.end, true);
+				break;
+			case UFFD_EVENT_REMAP:
+				region_remap((uintptr_t)m->arg.remap.from,
+					     (uintptr_t)m->arg.remap.to,
+					     (size_t)m->arg.remap.len);
+				break;
+			case UFFD_EVENT_FORK:
+				on_fork((int)m->arg.fork.ufd);
+				break;
+			default:
+				log_warn("uffd %d: unknown event %u", E.uffd, m->event);
+			}
+		}
+		if ((size_t)n < sizeof(msgs))
+			return;
+	}
+}
+
+/* ------------------------------------------------------------ eviction */
+
+/* retry an ioctl-like step while the mm is changing (events pending) */
+#define RETRY_AGAIN(expr)                                                        \
+	({                                                                       \
+		int rc_;                                                         \
+		for (;;) {                                                       \
+			rc_ = (expr);                                            \
+			if (rc_ != -EAGAIN)                                      \
+				break;                                           \
+			read_events();                                           \
+			sched_yield();                                           \
+		}                                                                \
+		rc_;                                                             \
+	})
+
+static void evict_start(void);
+
+/* clock_pick - choose up to @want victims: resident pages, skipping (and clearing)
+ * those with the reference bit once (second chance), in address order so that
+ * victims form contiguous runs. */
+static size_t clock_pick(size_t want)
+{
+	size_t n = 0, total = 0;
+	for (struct region *r = E.regions; r; r = r->next)
+		total += r->npages;
+	size_t limit = 2 * total + 1;
+	static struct run re[MAX_EVICT];
+	size_t nre = 0;
+	struct region *r = E.hand_r;
+	size_t i = E.hand_i;
+	for (size_t scanned = 0; n < want && scanned < limit; scanned++, i++) {
+		if (!r || i >= r->npages) {
+			r = r ? r->next : NULL;
+			if (!r)
+				r = E.regions;
+			if (!r)
+				break;
+			i = 0;
+		}
+		struct page *p = &r->pg[i];
+		if ((p->fl & (PF_RES | PF_EVICT | PF_GONE)) != PF_RES)
+			continue;
+		if (!E.fifo && (p->fl & PF_REF)) {
+			p->fl &= (uint8_t)~PF_REF;
+			/* a dirty page is writable: protect it again so that its next
+			 * write shows up as a reference (reads stay invisible) */
+			if (E.have_wp && (p->fl & PF_DIRTY)) {
+				uintptr_t a = r->base + i * PAGE;
+				if (nre && re[nre - 1].addr + re[nre - 1].len == a)
+					re[nre - 1].len += PAGE;
+				else if (nre < MAX_EVICT)
+					re[nre++] = (struct run){ .addr = a, .len = PAGE };
+				else
+					p->fl |= PF_REF; /* no room: keep it referenced */
+			}
+			continue;
+		}
+		p->fl |= PF_EVICT;
+		E.ev[n++] = (struct victim){ .r = r, .idx = i };
+	}
+	E.hand_r = r;
+	E.hand_i = i;
+	for (size_t k = 0; k < nre; k++) {
+		int rc = RETRY_AGAIN(uffd_wp(E.uffd, re[k].addr, re[k].len, true));
+		if (rc)
+			log_dbg("re-arm wp %#lx+%zu: %s", (unsigned long)re[k].addr, re[k].len,
+				strerror(-rc));
+	}
+	return n;
+}
+
+/* unpick - a victim that cannot be evicted now stays resident. */
+static void unpick(struct victim *v)
+{
+	v->r->pg[v->idx].fl &= (uint8_t)~PF_EVICT;
+	v->r = NULL;
+}
+
+/* writeback - copy the dirty victims (write-protected first, so a racing write
+ * waits for the eviction) to the store; refused puts go to the spill file. */
+static void writeback(void)
+{
+	size_t nd = 0;
+	struct victim *d[MAX_EVICT];
+	for (size_t k = 0; k < E.evn; k++) {
+		struct victim *v = &E.ev[k];
+		if (v->r && (v->r->pg[v->idx].fl & PF_DIRTY))
+			d[nd++] = v;
+	}
+	if (!nd)
+		return;
+	/* write-protect and read each contiguous run of dirty victims */
+	for (size_t a = 0; a < nd;) {
+		size_t b = a + 1;
+		while (b < nd && d[b]->r == d[a]->r && d[b]->idx == d[b - 1]->idx + 1)
+			b++;
+		uintptr_t addr = d[a]->r->base + d[a]->idx * PAGE;
+		size_t len = (b - a) * PAGE;
+		int rc = 0;
+		if (E.have_wp)
+			rc = RETRY_AGAIN(uffd_wp(E.uffd, addr, len, true));
+		if (!rc) {
+			struct iovec local = { .iov_base = E.evbuf + a * PAGE, .iov_len = len };
+			struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+			ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+			if (got != (ssize_t)len)
+				rc = got < 0 ? -errno : -EFAULT;
+		}
+		if (rc) { /* unmapped under us: the UNMAP event cleans up */
+			log_dbg("evict run %#lx+%zu: %s, skipped", (unsigned long)addr, len,
+				strerror(-rc));
+			for (size_t k = a; k < b; k++)
+				unpick(d[k]);
+		}
+		a = b;
+	}
+	/* one batched put */
+	unsigned n = 0;
+	for (size_t k = 0; k < nd; k++) {
+		if (!d[k]->r)
+			continue;
+		struct region *r = d[k]->r;
+		E.io[n] = (struct ustore_io){ .oid = key_oid(r, E.gen),
+					      .index = (uint32_t)(r->key_off + d[k]->idx),
+					      .page = E.evbuf + k * PAGE };
+		d[n] = d[k];
+		n++;
+	}
+	if (!n)
+		return;
+	int rc = E.store->ops->put(E.store, E.io, n);
+	if (rc < 0)
+		log_warn("%s store: put of %u pages failed (%s), spilling to the local file",
+			 E.store->ops->name, n, strerror(-rc));
+	uint32_t slots[MAX_EVICT];
+	void *pages[MAX_EVICT];
+	unsigned ns = 0;
+	for (unsigned k = 0; k < n; k++) {
+		struct page *p = &d[k]->r->pg[d[k]->idx];
+		if (!E.io[k].status) {
+			if (p->loc == LOC_FILE)
+				slot_release(p->slot);
+			else if (p->loc == LOC_STORE && p->gen != E.gen && !E.st.forks)
+				drop_copy(d[k]->r, d[k]->idx);
+			p->loc = LOC_STORE;
+			p->gen = E.gen;
+			p->fl &= (uint8_t)~PF_DIRTY;
+			E.st.writebacks++;
+			continue;
+		}
+		/* refused: the old copy under this key is gone; keep the page on disk */
+		if (p->loc != LOC_FILE || E.st.forks) {
+			if (slot_alloc(&p->slot)) {
+				unpick(d[k]);
+				continue;
+			}
+		}
+		p->loc = LOC_FILE;
+		slots[ns] = p->slot;
+		pages[ns] = E.io[k].page;
+		d[ns] = d[k];
+		ns++;
+	}
+	if (!ns)
+		return;
+	rc = uspill_write(E.spill, slots, pages, ns);
+	for (unsigned k = 0; k < ns; k++) {
+		if (!d[k]->r)
+			continue;
+		struct page *p = &d[k]->r->pg[d[k]->idx];
+		if (rc) { /* no place for it: keep it resident and dirty */
+			p->loc = LOC_NONE;
+			unpick(d[k]);
+			continue;
+		}
+		p->fl &= (uint8_t)~PF_DIRTY;
+		E.st.writebacks++;
+		E.st.spilled++;
+	}
+	if (rc)
+		log_err("spill file: write of %u pages: %s; they stay resident (budget exceeded)",
+			ns, strerror(-rc));
+}
+
+/* mergeable - true if the pages [from, to) of @r can be zapped with the victims
+ * around them: none is resident or being evicted (a missing pte costs nothing to
+ * zap, and faults inside a posted run wait until the drop is done). */
+static bool mergeable(const struct region *r, uintptr_t from, uintptr_t to)
+{
+	if (from < r->base || to > r->base + r->npages * PAGE || to < from ||
+	    to - from > 256 * (uintptr_t)PAGE)
+		return false;
+	for (uintptr_t a = from; a < to; a += PAGE)
+		if (r->pg[(a - r->base) / PAGE].fl & (PF_RES | PF_EVICT | PF_GONE))
+			return false;
+	return true;
+}
+
+/* in_drop - @addr lies in a run the dropper may still zap */
+static bool in_drop(uintptr_t addr)
+{
+	if (!E.drop_pending)
+		return false;
+	size_t lo = 0, hi = E.nruns;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (addr < E.runs[mid].addr)
+			hi = mid;
+		else if (addr >= E.runs[mid].addr + E.runs[mid].len)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+static int run_cmp(const void *a, const void *b)
+{
+	const struct run *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static void evict_start(void)
+{
+	if (E.evn || E.drop_pending || __atomic_load_n(&E.unmap_busy, __ATOMIC_ACQUIRE))
+		return;
+	E.evn = clock_pick(E.batch);
+	if (!E.evn)
+		return;
+	for (size_t k = 0; k < E.evn; k++)
+		if (!(E.ev[k].r->pg[E.ev[k].idx].fl & PF_DIRTY))
+			E.st.clean_drops++;
+	writeback();
+	/* runs of victims still picked, in address order per region */
+	size_t nr = 0;
+	for (size_t k = 0; k < E.evn; k++) {
+		struct victim *v = &E.ev[k];
+		if (!v->r)
+			continue;
+		uintptr_t addr = v->r->base + v->idx * PAGE;
+		if (nr && mergeable(v->r, E.runs[nr - 1].addr + E.runs[nr - 1].len, addr))
+			E.runs[nr - 1].len = addr + PAGE - E.runs[nr - 1].addr;
+		else
+			E.runs[nr++] = (struct run){ .addr = addr, .len = PAGE };
+	}
+	qsort(E.runs, nr, sizeof(*E.runs), run_cmp);
+	pthread_mutex_lock(&E.dmu);
+	if (!nr || E.unmap_busy) { /* an munmap is waiting: keep them (clean) resident */
+		for (size_t k = 0; k < E.evn; k++)
+			if (E.ev[k].r)
+				unpick(&E.ev[k]);
+		E.evn = 0;
+		pthread_mutex_unlock(&E.dmu);
+		return;
+	}
+	E.nruns = nr;
+	E.drop_pending = true;
+	E.drop_seq++;
+	pthread_cond_broadcast(&E.dcond);
+	pthread_mutex_unlock(&E.dmu);
+}
+
+/* drop_done - the dropper released the victims: account them. */
+static void drop_done(void)
+{
+	for (size_t k = 0; k < E.evn; k++) {
+		struct victim *v = &E.ev[k];
+		if (!v->r)
+			continue;
+		struct page *p = &v->r->pg[v->idx];
+		if (p->fl & PF_RES)
+			E.resident--;
+		E.st.evicted++;
+		if (p->fl & PF_ZAP)
+			drop_copy(v->r, v->idx);
+		p->fl &= (uint8_t)~(PF_RES | PF_EVICT | PF_ZAP | PF_REF | PF_DIRTY);
+	}
+	E.st.madvise_calls += E.nruns;
+	E.evn = 0;
+	pthread_mutex_lock(&E.dmu);
+	E.nruns = 0;
+	E.drop_pending = false;
+	pthread_cond_broadcast(&E.dcond);
+	pthread_mutex_unlock(&E.dmu);
+	regions_reap();
+}
+
+static void *dropper_main(void *arg)
+{
+	uint64_t done_seq = 0;
+	in_engine = 1;
+	prctl(PR_SET_NAME, "rtmem-drop");
+	pthread_mutex_lock(&E.dmu);
+	for (;;) {
+		while (E.drop_seq == done_seq && !E.drop_stop)
+			pthread_cond_wait(&E.dcond, &E.dmu);
+		if (E.drop_stop)
+			break;
+		size_t n = E.nruns;
+		done_seq = E.drop_seq;
+		pthread_mutex_unlock(&E.dmu);
+		for (size_t i = 0; i < n; i++)
+			if (madvise((void *)E.runs[i].addr, E.runs[i].len, E.madv) < 0)
+				log_warn("madvise %#lx+%zu: %s", (unsigned long)E.runs[i].addr,
+					E.runs[i].len, strerror(errno));
+		uint64_t one = 1;
+		if (write(E.drop_fd, &one, sizeof(one)) < 0)
+			log_err("drop eventfd: %s", strerror(errno));
+		pthread_mutex_lock(&E.dmu);
+	}
+	pthread_mutex_unlock(&E.dmu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ fault service */
+
+/* fetch - read @n pages (region r, indices idx[]) into buf from where they live. */
+static void fetch(const struct region *r, const size_t *idx, unsigned n, uint8_t *buf)
+{
+	unsigned ns = 0, nf = 0;
+	uint32_t slots[MAX_FETCH];
+	void *pages[MAX_FETCH];
+	for (unsigned k = 0; k < n; k++) {
+		const struct page *p = &r->pg[idx[k]];
+		uint8_t *dst = buf + (size_t)k * PAGE;
+		if (p->loc == LOC_STORE) {
+			E.io[ns++] = (struct ustore_io){ .oid = key_oid(r, p->gen),
+							 .index = (uint32_t)(r->key_off + idx[k]),
+							 .page = dst };
+		} else if (p->loc == LOC_FILE) {
+			slots[nf] = p->slot;
+			pages[nf++] = dst;
+		} else {
+			memset(dst, 0, PAGE);
+		}
+	}
+	if (ns) {
+		int rc = E.store->ops->get(E.store, E.io, ns);
+		if (rc != (int)ns) {
+			/* a persistent pool never misses: anything else means lost data, and
+			 * serving garbage is not an option */
+			for (unsigned k = 0; k < ns; k++)
+				if (E.io[k].status)
+					log_err("%s store: get of page %u (oid %#llx) failed: %s; "
+						"the page is lost, stopping the process",
+						E.store->ops->name, E.io[k].index,
+						(unsigned long long)E.io[k].oid,
+						strerror(-E.io[k].status));
+			abort();
+		}
+		E.st.fetched += ns;
+	}
+	if (nf) {
+		int rc = uspill_read(E.spill, slots, pages, nf);
+		if (rc) {
+			log_err("spill file: read of %u pages: %s; stopping the process", nf,
+				strerror(-rc));
+			abort();
+		}
+		E.st.spill_reads += nf;
+		E.st.fetched += nf;
+	}
+}
+
+/* trend - majority delta of the recent faults (Leap-style), 0 if none */
+static int64_t trend(uint64_t vpn)
+{
+	if (E.nhist < 3)
+		return 0;
+	unsigned n = E.nhist < HIST ? E.nhist : HIST;
+	int64_t cand = 0, d[HIST];
+	unsigned cnt = 0, m = 0;
+	uint64_t prev = vpn;
+	for (unsigned k = 0; k < n; k++) {
+		uint64_t h = E.hist[(E.nhist - 1 - k) % HIST];
+		d[m++] = (int64_t)(prev - h);
+		prev = h;
+	}
+	for (unsigned k = 0; k < m; k++) {
+		if (!cnt)
+			cand = d[k], cnt = 1;
+		else
+			cnt += d[k] == cand ? 1u : (unsigned)-1;
+	}
+	cnt = 0;
+	for (unsigned k = 0; k < m; k++)
+		cnt += d[k] == cand;
+	if (cnt * 2 <= m || !cand || cand > 64 || cand < -64)
+		return 0;
+	return cand;
+}
+
+static void hist_push(uint64_t vpn)
+{
+	E.hist[E.nhist % HIST] = vpn;
+	E.nhist++;
+}
+
+/* install - map pages idx[0..n) (sorted, same region) from buf; read-only pages that
+ * are still zero go in as zero pages. Returns 0, -EAGAIN, or another -errno. */
+static int install(struct region *r, const size_t *idx, unsigned n, const uint8_t *buf,
+		   bool write)
+{
+	for (unsigned a = 0; a < n;) {
+		unsigned b = a + 1;
+		bool zero = !write && r->pg[idx[a]].loc == LOC_NONE;
+		while (b < n && idx[b] == idx[b - 1] + 1 &&
+		       zero == (!write && r->pg[idx[b]].loc == LOC_NONE))
+			b++;
+		uintptr_t addr = r->base + idx[a] * PAGE;
+		size_t len = (size_t)(b - a) * PAGE;
+		int err;
+		size_t done = fill(E.uffd, addr, zero ? NULL : buf + (size_t)a * PAGE, len,
+				   E.have_wp && !write, &err);
+		if (zero && E.have_wp && done) {
+			int rc = RETRY_AGAIN(uffd_wp(E.uffd, addr, done, true));
+			if (rc)
+				log_dbg("wp of zero pages %#lx: %s", (unsigned long)addr,
+					strerror(-rc));
+		}
+		for (size_t k = 0; k < done / PAGE; k++) {
+			struct page *p = &r->pg[idx[a + k]];
+			p->fl |= PF_RES;
+			if (write || !E.have_wp)
+				p->fl |= PF_DIRTY;
+			E.resident++;
+			if (p->loc == LOC_NONE)
+				E.st.zero_fills++;
+		}
+		if (err)
+			return err;
+		a = b;
+	}
+	return 0;
+}
+
+static int serve_unknown(const struct fault *f)
+{
+	/* a page of a registered vma we do not track (e.g. the grown part of an
+	 * mremap): plain anonymous semantics, never evicted */
+	int err;
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP)
+		err = uffd_wp(E.uffd, f->addr, PAGE, false);
+	else
+		fill(E.uffd, f->addr, NULL, PAGE, false, &err);
+	if (err == -EAGAIN)
+		return AGAIN;
+	return OK;
+}
+
+static int serve(const struct fault *f)
+{
+	struct region *r = region_find(f->addr);
+	if (!r)
+		return serve_unknown(f);
+	size_t i = (f->addr - r->base) / PAGE;
+	struct page *p = &r->pg[i];
+	bool write = f->flags & UFFD_PAGEFAULT_FLAG_WRITE;
+
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
+		if (p->fl & PF_EVICT)
+			return DEFER;
+		if (p->fl & PF_RES) {
+			p->fl |= PF_DIRTY | PF_REF;
+			int rc = uffd_wp(E.uffd, f->addr, PAGE, false);
+			if (rc == -EAGAIN) {
+				p->fl &= (uint8_t)~PF_DIRTY;
+				return AGAIN;
+			}
+			E.st.wp_faults++;
+		} else {
+			uffd_wake(E.uffd, f->addr, PAGE);
+		}
+		return OK;
+	}
+	if ((p->fl & PF_EVICT) || in_drop(f->addr))
+		return DEFER;
+	if (p->fl & PF_RES) { /* a duplicate: someone else's fault installed it */
+		uffd_wake(E.uffd, f->addr, PAGE);
+		return OK;
+	}
+	if (p->fl & PF_GONE)
+		return OK;
+	if (E.resident + 1 > E.budget)
+		return DEFER;
+
+	/* the faulting page, then prefetch along the trend */
+	uint64_t vpn = f->addr / PAGE;
+	int64_t d = E.prefetch ? trend(vpn) : 0;
+	size_t idx[MAX_FETCH];
+	unsigned n = 0;
+	idx[n++] = i;
+	if (d) {
+		E.pf_win = E.pf_win ? E.pf_win * 2 : 4;
+		if (E.pf_win > MAX_FETCH - 1)
+			E.pf_win = MAX_FETCH - 1;
+		size_t room = E.budget - E.resident - 1;
+		for (unsigned k = 1; k <= E.pf_win && n - 1 < room; k++) {
+			int64_t j = (int64_t)i + d * (int64_t)k;
+			if (j < 0 || (size_t)j >= r->npages)
+				break;
+			if ((r->pg[j].fl & (PF_RES | PF_EVICT | PF_GONE)) ||
+			    in_drop(r->base + (size_t)j * PAGE))
+				break;
+			idx[n++] = (size_t)j;
+		}
+	} else {
+		E.pf_win = 0;
+	}
+	hist_push(vpn);
+	if (n > 1)
+		hist_push((uint64_t)((int64_t)vpn + d * (int64_t)(n - 1)));
+	/* sort ascending (a backwards trend gives descending indices) */
+	if (d < 0)
+		for (unsigned a = 0, b = n - 1; a < b; a++, b--) {
+			size_t t = idx[a];
+			idx[a] = idx[b];
+			idx[b] = t;
+		}
+	bool refault = p->loc != LOC_NONE;
+	fetch(r, idx, n, E.fbuf);
+	int rc = install(r, idx, n, E.fbuf, write);
+	for (unsigned k = 0; k < n; k++) {
+		struct page *q = &r->pg[idx[k]];
+		q->fl |= PF_REF;
+		if (idx[k] != i && (q->fl & PF_RES))
+			E.st.prefetched++;
+	}
+	if (rc == -EAGAIN)
+		return AGAIN;
+	if (rc)
+		log_dbg("fault %#lx: install: %s", (unsigned long)f->addr, strerror(-rc));
+	E.st.faults++;
+	if (refault)
+		E.st.refaults++;
+	if (E.resident > E.st.resident_max)
+		E.st.resident_max = E.resident;
+	return OK;
+}
+
+/* ------------------------------------------------------------ children */
+
+static struct region *child_region(struct child *c, uintptr_t addr)
+{
+	for (unsigned k = 0; k < c->n; k++) {
+		struct region *r = &c->regs[k];
+		if (addr >= r->base && addr < r->base + r->npages * PAGE)
+			return r;
+	}
+	return NULL;
+}
+
+static void child_range(struct child *c, uintptr_t start, uintptr_t end)
+{
+	for (uintptr_t a = start & ~(uintptr_t)(PAGE - 1); a < end; a += PAGE) {
+		struct region *r = child_region(c, a);
+		if (r) {
+			struct page *p = &r->pg[(a - r->base) / PAGE];
+			p->loc = LOC_NONE;
+			p->fl = 0;
+		}
+	}
+}
+
+/* child_serve - fault of a forked child: its pages come from the snapshot taken at
+ * fork (the parent never overwrites those store copies); no budget, no prefetch. */
+static int child_serve(struct child *c, uintptr_t addr, uint64_t flags)
+{
+	addr &= ~(uintptr_t)(PAGE - 1);
+	struct region *r = child_region(c, addr);
+	int err = 0;
+	if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		return uffd_wp(c->fd, addr, PAGE, false);
+	if (!r) {
+		fill(c->fd, addr, NULL, PAGE, false, &err);
+		return err;
+	}
+	size_t i = (addr - r->base) / PAGE;
+	struct page *p = &r->pg[i];
+	if (p->fl & PF_RES)
+		return uffd_wake(c->fd, addr, PAGE);
+	fetch(r, &i, 1, E.fbuf);
+	fill(c->fd, addr, E.fbuf, PAGE, false, &err);
+	if (!err) {
+		p->fl |= PF_RES;
+		E.st.child_faults++;
+	}
+	return err;
+}
+
+/* child_read - returns false when the child is gone */
+static bool child_read(struct child *c)
+{
+	struct uffd_msg msgs[32];
+	for (;;) {
+		ssize_t n = read(c->fd, msgs, sizeof(msgs));
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
+			struct uffd_msg *m = &msgs[k];
+			int rc = 0;
+			switch (m->event) {
+			case UFFD_EVENT_PAGEFAULT:
+				for (int tries = 0; tries < 1000; tries++) {
+					rc = child_serve(c, (uintptr_t)m->arg.pagefault.address,
+							 m->arg.pagefault.flags);
+					if (rc != -EAGAIN)
+						break;
+					sched_yield();
+				}
+				if (rc == -ESRCH)
+					return false;
+				break;
+			case UFFD_EVENT_REMOVE:
+			case UFFD_EVENT_UNMAP:
+				child_range(c, (uintptr_t)m->arg.remove.start,
+					    (uintptr_t)m->arg.remove.end);
+				break;
+			case UFFD_EVENT_FORK:
+				log_warn("child uffd %d forked again: grandchildren are not "
+					 "served (their non-resident pages read as zero)", c->fd);
+				close((int)m->arg.fork.ufd);
+				break;
+			default:
+				break;
+			}
+		}
+		if ((size_t)n < sizeof(msgs))
+			return true;
+	}
+}
+
+/* child_alive - an ioctl that needs the child's mm fails with ESRCH once it exited */
+static bool child_alive(struct child *c)
+{
+	/* un-protecting one page is harmless (children are not dirty-tracked) */
+	for (unsigned k = 0; k < c->n; k++)
+		if (uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ENOENT)
+			return uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ESRCH;
+	return true;
+}
+
+static void children_reap(bool probe)
+{
+	for (struct child **pp = &E.children; *pp;) {
+		struct child *c = *pp;
+		if (child_read(c) && (!probe || child_alive(c))) {
+			pp = &c->next;
+			continue;
+		}
+		log_dbg("child uffd %d: child exited", c->fd);
+		*pp = c->next;
+		child_free(c);
+	}
+}
+
+/* ------------------------------------------------------------ handler loop */
+
+static void serve_queue(void)
+{
+	size_t keep = 0;
+	bool deferred = false;
+	for (size_t k = 0; k < E.qn; k++) {
+		int rc = serve(&E.q[k]);
+		if (rc == OK)
+			continue;
+		if (rc == DEFER && !deferred) {
+			E.st.deferred++;
+			deferred = true;
+		}
+		E.q[keep++] = E.q[k];
+		if (rc == AGAIN) { /* events pending: read them first */
+			for (k++; k < E.qn; k++)
+				E.q[keep++] = E.q[k];
+			break;
+		}
+	}
+	E.qn = keep;
+}
+
+static void *handler_main(void *arg)
+{
+	in_engine = 1;
+	prctl(PR_SET_NAME, "rtmem-uffd");
+	struct pollfd pf[3 + 64];
+	for (;;) {
+		unsigned np = 0, nc = 0;
+		pf[np++] = (struct pollfd){ .fd = E.uffd, .events = POLLIN };
+		pf[np++] = (struct pollfd){ .fd = E.wake_fd, .events = POLLIN };
+		pf[np++] = (struct pollfd){ .fd = E.drop_fd, .events = POLLIN };
+		pthread_mutex_lock(&E.lock);
+		for (struct child *c = E.children; c && nc < 64; c = c->next, nc++)
+			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		bool busy = E.qn && !E.drop_pending;
+		bool stop = E.stopping && !E.drop_pending; /* the dropper needs us to finish */
+		pthread_mutex_unlock(&E.lock);
+		if (stop)
+			break;
+		int rc = poll(pf, np, busy ? 1 : 1000);
+		if (rc < 0 && errno != EINTR) {
+			log_err("poll: %s", strerror(errno));
+			break;
+		}
+		uint64_t v;
+		if (pf[1].revents & POLLIN && read(E.wake_fd, &v, sizeof(v)) < 0)
+			log_dbg("wake read: %s", strerror(errno));
+		pthread_mutex_lock(&E.lock);
+		read_events();
+		if (pf[2].revents & POLLIN) {
+			if (read(E.drop_fd, &v, sizeof(v)) == sizeof(v))
+				drop_done();
+		}
+		uint64_t now = evloop_now_ms();
+		bool probe = now - E.last_probe_ms >= 1000;
+		if (probe)
+			E.last_probe_ms = now;
+		if (E.children)
+			children_reap(probe);
+		serve_queue();
+		if (E.resident + E.batch / 2 >= E.budget || E.qn)
+			evict_start();
+		flush_pending();
+		pthread_mutex_unlock(&E.lock);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static int open_uffd(int *fd_out, uint64_t *avail, uint64_t want, uint64_t *got)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && errno == EPERM) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+		if (fd >= 0)
+			log_warn("userfaultfd: only user-mode faults allowed (sysctl "
+				 "vm.unprivileged_userfaultfd=0): system calls that read or "
+				 "write paged memory directly may fail with EFAULT");
+	}
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOSYS)
+			set_error("userfaultfd(2) is not available: the kernel lacks "
+				  "CONFIG_USERFAULTFD or a seccomp filter (container runtime) "
+				  "blocks it; allow the userfaultfd syscall");
+		else if (e == EPERM)
+			set_error("userfaultfd(2) not permitted: set sysctl "
+				  "vm.unprivileged_userfaultfd=1 or run with CAP_SYS_PTRACE "
+				  "(a seccomp filter may also deny it)");
+		else
+			set_error("userfaultfd(2): %s", strerror(e));
+		return -e;
+	}
+	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		int e = errno;
+		close(fd);
+		set_error("UFFDIO_API (features %#llx): %s", (unsigned long long)want,
+			  strerror(e));
+		return -e;
+	}
+	if (avail)
+		*avail = api.features;
+	if (got)
+		*got = api.features;
+	*fd_out = fd;
+	return 0;
+}
+
+static void atfork_child(void)
+{
+	atomic_store(&E.in_child, true);
+}
+
+static uint64_t env_size(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+	uint64_t v;
+	if (s && *s && !config_parse_size(s, &v))
+		return v;
+	return dflt;
+}
+
+static unsigned env_flags(void)
+{
+	const char *s = getenv("RTMEM_FLAGS");
+	unsigned f = 0;
+	if (!s)
+		return 0;
+	if (strstr(s, "noprefetch"))
+		f |= RTMEM_NO_PREFETCH;
+	if (strstr(s, "fifo"))
+		f |= RTMEM_EVICT_FIFO;
+	if (strstr(s, "nomlock"))
+		f |= RTMEM_NO_MLOCK;
+	if (strstr(s, "nowp"))
+		f |= RTMEM_NO_WP;
+	return f;
+}
+
+static void engine_cleanup(void);
+
+API int rtmem_init(const struct rtmem_config *cfg)
+{
+	struct rtmem_config c = cfg ? *cfg : (struct rtmem_config){ 0 };
+	int rc;
+
+	pthread_mutex_lock(&E.lock);
+	if (E.running) {
+		pthread_mutex_unlock(&E.lock);
+		return -EALREADY;
+	}
+	if (!c.local_mem)
+		c.local_mem = env_size("RTMEM_LOCAL_MEM", 256ull << 20);
+	if (!c.store)
+		c.store = getenv("RTMEM_STORE");
+	if (!c.store || !*c.store)
+		c.store = "tmem";
+	if (!c.mem_store_limit)
+		c.mem_store_limit = env_size("RTMEM_MEM_STORE_LIMIT", 0);
+	if (!c.spill_dir)
+		c.spill_dir = getenv("RTMEM_SPILL_DIR");
+	if (!c.spill_dir || !*c.spill_dir)
+		c.spill_dir = "/var/tmp";
+	c.flags |= env_flags();
+	if (!c.client_name)
+		c.client_name = getenv("RTMEM_CLIENT_NAME");
+	if (c.client_name && *c.client_name) {
+		snprintf(E.name, sizeof(E.name), "%s", c.client_name);
+	} else {
+		char comm[17] = "";
+		prctl(PR_GET_NAME, comm);
+		snprintf(E.name, sizeof(E.name), "rtmem-%.12s-%d", comm, (int)getpid());
+	}
+	E.cfg = c;
+	E.budget = c.local_mem / PAGE;
+	if (E.budget < MIN_BUDGET)
+		E.budget = MIN_BUDGET;
+	E.batch = E.budget / 8;
+	if (E.batch > MAX_EVICT)
+		E.batch = MAX_EVICT;
+	if (E.batch < 4)
+		E.batch = 4;
+	E.prefetch = !(c.flags & RTMEM_NO_PREFETCH);
+	E.fifo = c.flags & RTMEM_EVICT_FIFO;
+	E.use_mlock = !(c.flags & RTMEM_NO_MLOCK);
+
+	/* features: ask what the kernel has, then open the real fd with what we use */
+	int probe;
+	uint64_t avail = 0;
+	rc = open_uffd(&probe, &avail, 0, NULL);
+	if (rc)
+		goto out_unlock;
+	close(probe);
+	E.avail = avail;
+	uint64_t want = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+	if (!(c.flags & RTMEM_NO_WP))
+		want |= UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	if ((avail & want) != want)
+		log_warn("userfaultfd features %#llx missing (kernel has %#llx): %s%s",
+			 (unsigned long long)(want & ~avail), (unsigned long long)avail,
+			 (want & ~avail & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ?
+				 "no write-protect, every evicted page is written back; " : "",
+			 (want & ~avail & UFFD_FEATURE_EVENT_FORK) ?
+				 "fork children will not see non-resident pages" : "");
+	want &= avail;
+	rc = open_uffd(&E.uffd, NULL, want, &E.features);
+	if (rc)
+		goto out_unlock;
+	E.features = want;
+	E.st.features = want;
+	E.have_wp = want & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	log_dbg("uffd %d: features %#llx (wp %d, wp-async %s, move %s)", E.uffd,
+		(unsigned long long)want, E.have_wp,
+		avail & UFFD_FEATURE_WP_ASYNC ? "available" : "no",
+		avail & UFFD_FEATURE_MOVE ? "available" : "no");
+	E.madv = E.use_mlock ? MADV_DONTNEED_LOCKED : MADV_DONTNEED;
+
+	if (!strcmp(c.store, "mem")) {
+		rc = ustore_mem_new(c.mem_store_limit, &E.store);
+	} else if (!strcmp(c.store, "tmem")) {
+		rc = ustore_tmem_new(c.socket, E.name, &E.store);
+		if (rc) {
+			const char *s = c.socket ? c.socket : getenv("RTMEM_SOCKET");
+			set_error("cannot reach the rtmem borrower at %s as client '%s': %s "
+				  "(is rtmem-borrower running? set RTMEM_SOCKET or --socket)",
+				  s && *s ? s : "/run/rtmem/borrower.sock", E.name, strerror(-rc));
+		}
+	} else {
+		set_error("unknown store '%s' (tmem or mem)", c.store);
+		rc = -EINVAL;
+	}
+	if (rc)
+		goto out_close_uffd;
+	rc = uspill_new(c.spill_dir, &E.spill);
+	if (rc) {
+		set_error("spill file in %s: %s", c.spill_dir, strerror(-rc));
+		goto out_store;
+	}
+	E.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	E.drop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	E.evbuf = sys_alloc((size_t)MAX_EVICT * PAGE);
+	E.fbuf = sys_alloc((size_t)MAX_FETCH * PAGE);
+	E.io = calloc(MAX_EVICT, sizeof(*E.io));
+	E.ev = calloc(MAX_EVICT, sizeof(*E.ev));
+	E.runs = calloc(MAX_EVICT, sizeof(*E.runs));
+	if (E.wake_fd < 0 || E.drop_fd < 0 || !E.evbuf || !E.fbuf || !E.io || !E.ev ||
+	    !E.runs) {
+		set_error("out of memory or file descriptors");
+		rc = -ENOMEM;
+		goto out_bufs;
+	}
+	atomic_store(&E.lo, UINTPTR_MAX);
+	E.pid = getpid();
+	E.stopping = false;
+	E.drop_stop = false;
+	E.next_key = 1;
+
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&E.handler, NULL, handler_main, NULL);
+	if (!rc) {
+		rc = -pthread_create(&E.dropper, NULL, dropper_main, NULL);
+		if (rc) {
+			E.stopping = true;
+			pthread_join(E.handler, NULL);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		set_error("pthread_create: %s", strerror(-rc));
+		goto out_bufs;
+	}
+	static bool once;
+	if (!once) {
+		once = true;
+		pthread_atfork(NULL, NULL, atfork_child);
+		atexit(rtmem_shutdown);
+	}
+	E.running = true;
+	E.st.budget_pages = E.budget;
+	log_dbg("engine up: budget %zu pages, batch %zu, store %s, client '%s'", E.budget,
+		E.batch, E.store->ops->name, E.name);
+	pthread_mutex_unlock(&E.lock);
+	return 0;
+
+out_bufs:
+	engine_cleanup();
+	uspill_free(E.spill);
+	E.spill = NULL;
+out_store:
+	E.store->ops->destroy(E.store);
+	E.store = NULL;
+out_close_uffd:
+	close(E.uffd);
+	E.uffd = -1;
+out_unlock:
+	pthread_mutex_unlock(&E.lock);
+	return rc;
+}
+
+static void engine_cleanup(void)
+{
+	if (E.wake_fd >= 0)
+		close(E.wake_fd);
+	if (E.drop_fd >= 0)
+		close(E.drop_fd);
+	E.wake_fd = E.drop_fd = -1;
+	if (E.evbuf)
+		uffd_sys_munmap(E.evbuf, (size_t)MAX_EVICT * PAGE);
+	if (E.fbuf)
+		uffd_sys_munmap(E.fbuf, (size_t)MAX_FETCH * PAGE);
+	E.evbuf = E.fbuf = NULL;
+	free(E.io);
+	free(E.ev);
+	free(E.runs);
+	free(E.q);
+	free(E.flushq);
+	free(E.slot_free);
+	E.io = NULL;
+	E.ev = NULL;
+	E.runs = NULL;
+	E.q = NULL;
+	E.flushq = NULL;
+	E.slot_free = NULL;
+	E.qn = E.qcap = E.nflush = E.flush_cap = E.nfree = E.free_cap = 0;
+}
+
+API void rtmem_shutdown(void)
+{
+	if (atomic_load(&E.in_child) || E.pid != getpid())
+		return;
+	pthread_mutex_lock(&E.lock);
+	if (!E.running) {
+		pthread_mutex_unlock(&E.lock);
+		return;
+	}
+	E.running = false;
+	E.stopping = true;
+	pthread_mutex_unlock(&E.lock);
+	if (getenv("RTMEM_STATS"))
+		rtmem_print_stats("exit");
+	wake_handler();
+	pthread_join(E.handler, NULL);
+	pthread_mutex_lock(&E.dmu);
+	E.drop_stop = true;
+	pthread_cond_broadcast(&E.dcond);
+	pthread_mutex_unlock(&E.dmu);
+	pthread_join(E.dropper, NULL);
+
+	pthread_mutex_lock(&E.lock);
+	/* unregister: anything touched after this is ordinary (zero) memory, never a
+	 * thread hanging on a fault nobody serves */
+	for (struct region *r = E.regions; r; r = r->next) {
+		struct uffdio_range rg = { .start = r->base, .len = r->npages * PAGE };
+		ioctl(E.uffd, UFFDIO_UNREGISTER, &rg);
+	}
+	close(E.uffd);
+	E.uffd = -1;
+	while (E.children) {
+		struct child *c = E.children;
+		E.children = c->next;
+		child_free(c);
+	}
+	while (E.regions) {
+		struct region *r = E.regions;
+		E.regions = r->next;
+		region_free(r);
+	}
+	while (E.graveyard) {
+		struct region *r = E.graveyard;
+		E.graveyard = r->next;
+		region_free(r);
+	}
+	E.hand_r = NULL;
+	bounds_update();
+	E.store->ops->destroy(E.store);
+	E.store = NULL;
+	uspill_free(E.spill);
+	E.spill = NULL;
+	engine_cleanup();
+	E.resident = 0;
+	E.evn = 0;
+	E.drop_pending = false;
+	memset(&E.st, 0, sizeof(E.st));
+	pthread_mutex_unlock(&E.lock);
+}
+
+/* ------------------------------------------------------------ regions API */
+
+API int rtmem_region_create(size_t size, void **addr)
+{
+	if (!size)
+		return -EINVAL;
+	size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+	if (size / PAGE > UINT32_MAX)
+		return -E2BIG;
+	pthread_mutex_lock(&E.lock);
+	int rc = -ENOTCONN;
+	if (!E.running || atomic_load(&E.in_child))
+		goto out_unlock;
+	void *p = uffd_sys_mmap(NULL, size, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto out_unlock;
+	}
+	madvise(p, size, MADV_NOHUGEPAGE);
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)p, .len = size },
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(E.have_wp ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+	if (ioctl(E.uffd, UFFDIO_REGISTER, &reg)) {
+		rc = -errno;
+		log_err("UFFDIO_REGISTER %p+%zu: %s", p, size, strerror(errno));
+		goto out_unmap;
+	}
+	if (E.use_mlock && mlock2(p, size, MLOCK_ONFAULT)) {
+		log_warn("mlock2(MLOCK_ONFAULT) of region %p+%zu: %s; resident pages may be "
+			 "swapped by the kernel (raise RLIMIT_MEMLOCK, or run in a memory "
+			 "cgroup without swap; see docs/uffd.md)", p, size, strerror(errno));
+		E.use_mlock = false;
+		E.madv = MADV_DONTNEED;
+	}
+	struct region *r = region_new((uintptr_t)p, size / PAGE, E.next_key++, 0);
+	if (!r) {
+		rc = -ENOMEM;
+		goto out_unmap;
+	}
+	r->next = E.regions;
+	E.regions = r;
+	bounds_update();
+	*addr = p;
+	log_dbg("region %p+%zu registered (key %u)", p, size, r->key_id);
+	pthread_mutex_unlock(&E.lock);
+	return 0;
+
+out_unmap:
+	uffd_sys_munmap(p, size);
+out_unlock:
+	pthread_mutex_unlock(&E.lock);
+	return rc;
+}
+
+API int64_t rtmem_region_size(const void *addr)
+{
+	pthread_mutex_lock(&E.lock);
+	int64_t rc = -ENOENT;
+	for (struct region *r = E.regions; r; r = r->next)
+		if (r->base == (uintptr_t)addr)
+			rc = (int64_t)(r->npages * PAGE);
+	pthread_mutex_unlock(&E.lock);
+	return rc;
+}
+
+API int rtmem_region_destroy(void *addr)
+{
+	int64_t size = rtmem_region_size(addr);
+	if (size < 0)
+		return (int)size;
+	uffd_prepare_unmap(addr, (size_t)size);
+	int rc = uffd_sys_munmap(addr, (size_t)size) ? -errno : 0;
+	uffd_finish_unmap();
+	return rc;
+}
+
+/* ------------------------------------------------------------ shim hooks */
+
+bool uffd_engine_active(void)
+{
+	return E.running && !in_engine && !atomic_load(&E.in_child);
+}
+
+bool uffd_overlaps(const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	return a < atomic_load(&E.hi) && a + len > atomic_load(&E.lo);
+}
+
+void uffd_prepare_unmap(const void *addr, size_t len)
+{
+	pthread_mutex_lock(&E.dmu);
+	E.unmap_busy++;
+	while (E.drop_pending && !E.drop_stop)
+		pthread_cond_wait(&E.dcond, &E.dmu);
+	pthread_mutex_unlock(&E.dmu);
+}
+
+void uffd_finish_unmap(void)
+{
+	pthread_mutex_lock(&E.dmu);
+	E.unmap_busy--;
+	pthread_mutex_unlock(&E.dmu);
+	wake_handler();
+}
+
+/* ------------------------------------------------------------ statistics */
+
+API int rtmem_get_stats(struct rtmem_stats *st)
+{
+	pthread_mutex_lock(&E.lock);
+	*st = E.st;
+	st->budget_pages = E.budget;
+	st->resident = E.resident;
+	pthread_mutex_unlock(&E.lock);
+	return 0;
+}
+
+API void rtmem_print_stats(const char *tag)
+{
+	struct rtmem_stats s;
+	rtmem_get_stats(&s);
+	char line[600];
+	snprintf(line, sizeof(line),
+		 "rtmem[%d] %s: budget=%llu resident=%llu max=%llu faults=%llu wp=%llu "
+		 "zero=%llu fetched=%llu prefetched=%llu refaults=%llu evicted=%llu "
+		 "writebacks=%llu clean=%llu spilled=%llu spill_reads=%llu madvise=%llu "
+		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu\n",
+		 (int)getpid(), tag ? tag : "stats", (unsigned long long)s.budget_pages,
+		 (unsigned long long)s.resident, (unsigned long long)s.resident_max,
+		 (unsigned long long)s.faults, (unsigned long long)s.wp_faults,
+		 (unsigned long long)s.zero_fills, (unsigned long long)s.fetched,
+		 (unsigned long long)s.prefetched, (unsigned long long)s.refaults,
+		 (unsigned long long)s.evicted, (unsigned long long)s.writebacks,
+		 (unsigned long long)s.clean_drops, (unsigned long long)s.spilled,
+		 (unsigned long long)s.spill_reads, (unsigned long long)s.madvise_calls,
+		 (unsigned long long)s.eexist, (unsigned long long)s.deferred,
+		 (unsigned long long)s.forks, (unsigned long long)s.child_faults);
+	if (write(2, line, strlen(line)) < 0)
+		return;
+}
