@@ -169,7 +169,8 @@ int main(int argc, char **argv)
 	}
 	const char *old = getenv("LD_PRELOAD");
 	char pre[2 * PATH_MAX];
-	snprintf(pre, sizeof(pre), "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
+	/* after what is preloaded already (a sanitizer runtime must stay first) */
+	snprintf(pre, sizeof(pre), "%s%s%s", old ? old : "", old && *old ? ":" : "", lib);
 	setenv("LD_PRELOAD", pre, 1);
 	setenv("RTMEM_REQUIRED", "1", 1);
 	execvp(argv[optind], argv + optind);

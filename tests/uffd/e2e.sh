@@ -10,6 +10,10 @@
 . "$(dirname "$0")/../integration/lib.sh" "$1"
 RUN=$BIN/rtmem-run
 USEMEM=$BIN/usemem
+# In the sanitizer build the preloaded library needs the ASan runtime loaded first.
+asan=$(ldd "$USEMEM" | awk '/libasan/ {print $3}')
+PRE=(env)
+[ -z "$asan" ] || PRE=(env LD_PRELOAD="$asan")
 
 cluster_start --donor-size 512M --client capped=20000
 
@@ -19,7 +23,7 @@ client_used() { # NAME -> pages used, or "none"
 
 # 1. pages on the donors, verified
 note "rtmem-run --local-mem 64M -- usemem 512M"
-RTMEM_CLIENT_NAME=e2e RTMEM_STATS=1 "$RUN" --local-mem 64M -- \
+RTMEM_CLIENT_NAME=e2e RTMEM_STATS=1 "${PRE[@]}" "$RUN" --local-mem 64M -- \
 	"$USEMEM" -p w,r,randr,rw -n 20000 512M >"$DIR/run1.out" 2>&1 &
 pid=$!
 max=0
@@ -36,7 +40,7 @@ note "client e2e held up to $max pages on the donors"
 
 # 2. capped target: spill to the local file
 note "capped client (target 20000 pages): spill"
-RTMEM_STATS=1 "$RUN" --name capped --local-mem 64M -- \
+RTMEM_STATS=1 "${PRE[@]}" "$RUN" --name capped --local-mem 64M -- \
 	"$USEMEM" -p w,r,randrw,r -n 20000 512M >"$DIR/run2.out" 2>&1 ||
 	{ cat "$DIR/run2.out"; fail "capped run failed"; }
 cat "$DIR/run2.out"
@@ -47,7 +51,7 @@ note "capped: $spilled pages spilled, all verified"
 
 # 3. killed mid-run: the borrower reclaims the pool, nothing is left behind
 note "kill -9 mid-run"
-"$RUN" --name victim --local-mem 32M -- "$USEMEM" -p w,r -r 50 256M >"$DIR/run3.out" 2>&1 &
+"${PRE[@]}" "$RUN" --name victim --local-mem 32M -- "$USEMEM" -p w,r -r 50 256M >"$DIR/run3.out" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
 	u=$(client_used victim)
