@@ -21,6 +21,7 @@ read -r line <&"${HOLD[0]}"
 echo "client: 100000 pages stored ($line)"
 echo
 echo "== cluster status while the pages live on the donors"
+sleep 1.5 # nodes report statistics to the master once a second
 "$build/bin/rtmemctl" -c "$dir/rtmem.conf" status
 echo go >&"${HOLD[1]}"
 read -r line <&"${HOLD[0]}"
