@@ -190,20 +190,34 @@ static int wait_fd(int fd, short events)
 	return 0;
 }
 
-int net_write_full(int fd, const void *buf, size_t len)
+/* io_once - one send (or write, for a non-socket) or read; -1 + errno on failure,
+ * 0 on EOF when reading. */
+static ssize_t io_once(int fd, uint8_t *p, size_t len, bool out)
 {
-	const uint8_t *p = buf;
+	ssize_t n;
 
+	if (!out)
+		return read(fd, p, len);
+	n = send(fd, p, len, MSG_NOSIGNAL);
+	if (n < 0 && errno == ENOTSOCK)
+		n = write(fd, p, len);
+	return n;
+}
+
+/* io_full - move all @len bytes in direction @out, waiting out EAGAIN and EINTR. */
+static int io_full(int fd, uint8_t *p, size_t len, bool out)
+{
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = io_once(fd, p, len, out);
 
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(fd, p, len);
+		if (n == 0 && !out)
+			return -ECONNRESET;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				int rc = wait_fd(fd, POLLOUT);
+				int rc = wait_fd(fd, out ? POLLOUT : POLLIN);
+
 				if (rc)
 					return rc;
 				continue;
@@ -216,30 +230,14 @@ int net_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int net_write_full(int fd, const void *buf, size_t len)
+{
+	return io_full(fd, (uint8_t *)buf, len, true);
+}
+
 int net_read_full(int fd, void *buf, size_t len)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = read(fd, p, len);
-
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				int rc = wait_fd(fd, POLLIN);
-				if (rc)
-					return rc;
-				continue;
-			}
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_full(fd, buf, len, false);
 }
 
 /* net_send_fd - @len (>= 1) bytes with @fd attached (fd < 0: none). 0 or -errno. */
