@@ -19,8 +19,12 @@ dump_logs() {
 	done
 }
 
+# RTMEM_CLUSTER_ARGS (e.g. "--netns --transport verbs") is appended to every start,
+# so the same test scripts run over TCP on loopback, in namespaces, or over verbs.
 cluster_start() {
-	"$CLUSTER" start "$DIR" --bin "$BIN" "$@" || fail "cluster did not start"
+	# shellcheck disable=SC2086 # word splitting of the extra args is intended
+	"$CLUSTER" start "$DIR" --bin "$BIN" "$@" ${RTMEM_CLUSTER_ARGS:-} ||
+		fail "cluster did not start"
 	started=1
 	CFG=$DIR/rtmem.conf
 	SOCK=$DIR/borrower.sock
