@@ -7,10 +7,11 @@ cluster_start
 note "garbage on the client socket"
 "$CHECK" garbage || fail "garbage client scenario"
 note "garbage on the control port"
-port=$(sed -n 's/^master = 127.0.0.1:\([0-9]*\)/\1/p' "$CFG")
-head -c 4096 /dev/urandom >/dev/tcp/127.0.0.1/"$port" || true
-printf '\x00\x00\x00\x10\x00\x63\x00\x00garbagegarbage' >/dev/tcp/127.0.0.1/"$port" || true
-printf '\x00\x00\x00\x08\x00\x01\x00\x00' >/dev/tcp/127.0.0.1/"$port" || true
+host=$(sed -n 's/^master = \([0-9.]*\):[0-9]*$/\1/p' "$CFG") # loopback or --netns
+port=$(sed -n 's/^master = [0-9.]*:\([0-9]*\)$/\1/p' "$CFG")
+head -c 4096 /dev/urandom >/dev/tcp/"$host"/"$port" || true
+printf '\x00\x00\x00\x10\x00\x63\x00\x00garbagegarbage' >/dev/tcp/"$host"/"$port" || true
+printf '\x00\x00\x00\x08\x00\x01\x00\x00' >/dev/tcp/"$host"/"$port" || true
 sleep 0.5
 ctl status >/dev/null || fail "master stopped serving after garbage"
 "$CHECK" ephemeral 2000 || fail "cluster broken after garbage"
