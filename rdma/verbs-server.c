@@ -209,7 +209,9 @@ static void *server_thread(void *arg)
 		if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
 			uint8_t hello[RVB_CONNECT_SIZE] = { 0 };
 			size_t hlen = ev->param.conn.private_data_len;
-			uint8_t depth = ev->param.conn.initiator_depth;
+			/* on the passive side the fields are swapped: this is the
+			 * borrower's initiator depth (RDMA READs it keeps outstanding) */
+			uint8_t depth = ev->param.conn.responder_resources;
 
 			if (ev->param.conn.private_data)
 				memcpy(hello, ev->param.conn.private_data,
