@@ -54,23 +54,6 @@ struct rdma_verbs_server {
 	bool running;
 };
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void conn_free(struct vs_conn *c)
 {
 	if (c->id) {
@@ -86,12 +69,11 @@ static void conn_free(struct vs_conn *c)
 static void accept_data(const struct rdma_verbs_server *s, uint8_t *pd, uint32_t status)
 {
 	memset(pd, 0, RVB_ACCEPT_SIZE);
-	put_be32(pd, RVB_MAGIC);
-	pd[4] = RVB_VERSION >> 8;
-	pd[5] = RVB_VERSION & 0xff;
-	put_be32(pd + 8, status);
-	put_be64(pd + 16, (uint64_t)(uintptr_t)s->pool);
-	put_be64(pd + 24, s->pool_len);
+	wire_put32(pd, RVB_MAGIC);
+	wire_put16(pd + 4, RVB_VERSION);
+	wire_put32(pd + 8, status);
+	wire_put64(pd + 16, (uint64_t)(uintptr_t)s->pool);
+	wire_put64(pd + 24, s->pool_len);
 }
 
 static void refuse(struct rdma_verbs_server *s, struct rdma_cm_id *id, uint32_t status)
@@ -115,16 +97,16 @@ static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *i
 	struct vs_conn *c;
 	uint32_t node;
 
-	if (hlen < RVB_CONNECT_SIZE || get_be32(hp) != RVB_MAGIC || hp[6] || hp[7]) {
+	if (hlen < RVB_CONNECT_SIZE || wire_get32(hp) != RVB_MAGIC || hp[6] || hp[7]) {
 		log_warn("connect request without a valid hello: refused");
 		refuse(s, id, EPROTO);
 		return;
 	}
-	if ((hp[4] << 8 | hp[5]) != RVB_VERSION) {
+	if (wire_get16(hp + 4) != RVB_VERSION) {
 		refuse(s, id, EPROTONOSUPPORT);
 		return;
 	}
-	node = get_be32(hp + 8);
+	node = wire_get32(hp + 8);
 	if (!node || node == UINT32_MAX || id->verbs != s->pd->context) {
 		log_warn("connect request from node %u: refused (%s)", node,
 			 node && node != UINT32_MAX ? "other device" : "bad node id");

@@ -100,28 +100,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
 /* ------------------------------------------------------------ devices */
 
 static void dev_free(struct vdev *d)
@@ -243,19 +221,13 @@ static int conn_up(struct vconn *c)
 		r = -errno;
 		goto fail;
 	}
-	if (rdma_resolve_addr(c->id, NULL, (struct sockaddr *)&sa, VB_RESOLVE_MS)) {
-		r = -errno;
-		goto fail;
-	}
-	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ADDR_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
+	r = rdma_resolve_addr(c->id, NULL, (struct sockaddr *)&sa, VB_RESOLVE_MS) ? -errno
+		: rvb_wait_event(c->id, RDMA_CM_EVENT_ADDR_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
 	if (r)
 		goto fail;
 	step = "route";
-	if (rdma_resolve_route(c->id, VB_RESOLVE_MS)) {
-		r = -errno;
-		goto fail;
-	}
-	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
+	r = rdma_resolve_route(c->id, VB_RESOLVE_MS) ? -errno
+		: rvb_wait_event(c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
 	if (r)
 		goto fail;
 	step = "qp";
@@ -275,10 +247,10 @@ static int conn_up(struct vconn *c)
 		goto fail;
 	}
 	step = "connect";
-	put_be32(hello, RVB_MAGIC);
-	put_be16(hello + 4, RVB_VERSION);
-	put_be16(hello + 6, 0);
-	put_be32(hello + 8, c->self);
+	wire_put32(hello, RVB_MAGIC);
+	wire_put16(hello + 4, RVB_VERSION);
+	wire_put16(hello + 6, 0);
+	wire_put32(hello + 8, c->self);
 	cp.private_data = hello;
 	cp.private_data_len = sizeof(hello);
 	cp.initiator_depth = (uint8_t)(da.max_qp_init_rd_atom < 16 ? da.max_qp_init_rd_atom
@@ -291,16 +263,16 @@ static int conn_up(struct vconn *c)
 		goto fail;
 	}
 	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ESTABLISHED, VB_CONNECT_MS, acc, sizeof(acc));
-	if (r == -ECONNREFUSED && get_be32(acc) == RVB_MAGIC && get_be32(acc + 8))
-		r = -(int)get_be32(acc + 8); /* the donor's reason */
+	if (r == -ECONNREFUSED && wire_get32(acc) == RVB_MAGIC && wire_get32(acc + 8))
+		r = -(int)wire_get32(acc + 8); /* the donor's reason */
 	if (r)
 		goto fail;
-	if (get_be32(acc) != RVB_MAGIC || get_be32(acc + 8)) {
+	if (wire_get32(acc) != RVB_MAGIC || wire_get32(acc + 8)) {
 		r = -EPROTO;
 		goto fail;
 	}
-	c->pool_base = get_be64(acc + 16);
-	c->pool_len = get_be64(acc + 24);
+	c->pool_base = wire_get64(acc + 16);
+	c->pool_len = wire_get64(acc + 24);
 	if (fcntl(c->ech->fd, F_SETFL, O_NONBLOCK) ||
 	    epoll_ctl(vt->epfd, EPOLL_CTL_ADD, c->ech->fd, &ee)) {
 		r = -errno;
