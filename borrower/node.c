@@ -630,7 +630,12 @@ static int borrower_init(struct borrower *b, const char *cfgpath, uint32_t id)
 	b->alloc = buddy_new();
 	b->index = pindex_new();
 	b->ev = evloop_new();
-	b->tp = rdma_tcp_create(256);
+	b->tp = rdma_transport_create(b->cfg.transport, 256);
+	if (!b->tp && errno == ENODEV) {
+		fprintf(stderr, "rtmem-borrower: %s: transport = verbs but no usable RDMA "
+			"device (see the log line above)\n", cfgpath);
+		return -ENODEV;
+	}
 	if (!b->alloc || !b->index || !b->ev || !b->tp)
 		return -ENOMEM;
 	store_init(b);

@@ -99,6 +99,14 @@ struct config_policy {
 	uint64_t grant_pages;         /* greedy-remote: fixed Grant-Any size, pages */
 };
 
+/* [cluster] transport: the data plane's back end (auto = verbs when a device serves
+ * the node's address, else TCP). */
+enum config_transport {
+	CONFIG_TRANSPORT_TCP = 0,
+	CONFIG_TRANSPORT_VERBS,
+	CONFIG_TRANSPORT_AUTO,
+};
+
 struct config {
 	char path[CONFIG_PATH_LEN];
 	char master_host[CONFIG_HOST_LEN];
@@ -106,6 +114,7 @@ struct config {
 	uint64_t slab_size;           /* bytes, power of two, >= 1 MiB, default 64 MiB */
 	uint32_t stats_interval_ms;   /* default 1000 */
 	char run_dir[CONFIG_PATH_LEN]; /* pid files and default sockets */
+	enum config_transport transport; /* data plane, default CONFIG_TRANSPORT_TCP */
 	struct config_policy policy;
 	unsigned n_nodes;
 	struct config_node nodes[CONFIG_MAX_NODES];

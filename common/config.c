@@ -2,7 +2,7 @@
  * struct config, then validated. Errors are one line, "path:line: what is wrong"
  * (or "path: node.N: what is wrong" for checks made after parsing).
  *
- *	[cluster]  master = host:port, slab_size, stats_interval_ms, run_dir
+ *	[cluster]  master = host:port, slab_size, stats_interval_ms, run_dir, transport
  *	[policy]   first, second, p_percent, threshold, reserve, grant_pages
  *	[node.N]   role, address, hostname, rack, pool_size, numa_node, socket, mem_limit
  *	[client.NAME] target = pages, or a size with a suffix (64M)
@@ -270,6 +270,16 @@ static int cluster_key(struct parse *p, const char *k, const char *v)
 	}
 	if (!strcmp(k, "run_dir"))
 		return set_str(p, k, v, cfg->run_dir, sizeof(cfg->run_dir));
+	if (!strcmp(k, "transport")) {
+		static const char *const names[] = { "tcp", "verbs", "auto", NULL };
+
+		for (unsigned i = 0; names[i]; i++)
+			if (!strcmp(v, names[i])) {
+				cfg->transport = (enum config_transport)i;
+				return 1;
+			}
+		return fail(p, true, "unknown transport '%s' (want tcp, verbs or auto)", v);
+	}
 	return unknown_key(p, k);
 }
 

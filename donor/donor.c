@@ -1,7 +1,8 @@
 /* donor.c - rtmem-donor: lends a pool of memory, slab by slab, to borrowers.
  *
- * The data plane (rdma_tcp_server) serves borrowers' reads and writes into slabs
- * from its own thread, each request checked against the slab's owner and key. This
+ * The data plane (rdma_server: TCP, plus verbs with one MR per lent slab) serves
+ * borrowers' reads and writes into slabs from its own threads (TCP: each request
+ * checked against the slab's owner and key; verbs: the NIC checks the MR's rkey). This
  * file is the control plane: register with the master, answer GRANT_FWD by lending
  * free slabs under fresh random keys, take RETURNs back (revoke the key, scrub),
  * report statistics, and leave cleanly on SIGTERM.
@@ -40,7 +41,7 @@ struct donor {
 	unsigned n_free;
 	unsigned cursor;       /* where slab_lend() looks for a free slab first */
 	uint64_t slab_pages;
-	struct rdma_tcp_server *srv;
+	struct rdma_server *srv; /* TCP, or verbs + TCP ([cluster] transport) */
 	struct evloop *ev;
 
 	struct msgconn *mc;      /* master connection, NULL while disconnected */
@@ -97,7 +98,7 @@ static int send_leave_req(struct donor *d)
 
 static void slab_revoke(struct donor *d, unsigned idx)
 {
-	int r = rdma_tcp_server_set_acl(d->srv, idx, 0, 0);
+	int r = rdma_server_revoke(d->srv, idx);
 
 	if (r < 0) {
 		/* The old key may still work: never lend this slab again. */
@@ -123,12 +124,9 @@ static int slab_lend(struct donor *d, uint32_t to, struct wire_slab *ws)
 	for (idx = d->cursor; d->slabs[idx].owner; idx = (idx + 1) % d->pool.n_slabs)
 		;
 	d->cursor = (idx + 1) % d->pool.n_slabs;
-	do
-		key = rtm_random64();
-	while (!key);
-	r = rdma_tcp_server_set_acl(d->srv, idx, to, key);
+	r = rdma_server_grant(d->srv, idx, to, &key);
 	if (r < 0) {
-		log_err("slab %u: set_acl for node %u: %s", idx, to, strerror(-r));
+		log_err("slab %u: grant to node %u: %s", idx, to, strerror(-r));
 		return r;
 	}
 	d->slabs[idx].owner = to;
@@ -500,17 +498,17 @@ static int setup(struct donor *d, const char *path, uint32_t id)
 		return -ENOMEM;
 
 	errno = 0;
-	d->srv = rdma_tcp_server_create(d->self->host, d->self->port, d->pool.base,
-					d->pool.len, d->pool.slab_size);
+	d->srv = rdma_server_create(d->cfg.transport, d->self->host, d->self->port,
+				    d->pool.base, d->pool.len, d->pool.slab_size);
 	if (!d->srv) {
 		r = errno ? -errno : -EIO;
 		log_err("node %u: data plane on %s:%u: %s", id, d->self->host, d->self->port,
 			strerror(-r));
 		return r;
 	}
-	log_info("node %u: serving %u slabs of %llu MiB on %s:%u", id, d->pool.n_slabs,
+	log_info("node %u: serving %u slabs of %llu MiB on %s:%u (%s)", id, d->pool.n_slabs,
 		 (unsigned long long)(d->pool.slab_size >> 20), d->self->host,
-		 rdma_tcp_server_port(d->srv));
+		 rdma_server_port(d->srv), rdma_server_name(d->srv));
 
 	r = evloop_add_timer(d->ev, d->cfg.stats_interval_ms ? d->cfg.stats_interval_ms : 1000,
 			     true, on_stats, d);
@@ -526,7 +524,7 @@ static void teardown(struct donor *d)
 	if (d->mc)
 		msgconn_free(d->mc);
 	if (d->srv)
-		rdma_tcp_server_destroy(d->srv);
+		rdma_server_destroy(d->srv);
 	free(d->slabs);
 	donor_pool_destroy(&d->pool);
 	if (d->ev)

@@ -33,4 +33,31 @@ struct rdma_conn {
  * followed by len (= the request's len) bytes of data, anything else has len 0. */
 #define RTCP_REPLY_SIZE 16
 
+/* ---------------------------------------------------- verbs back end */
+
+#define RVB_MAGIC 0x5254564du /* "RTVM" */
+#define RVB_VERSION 1
+/* Connect private data, borrower -> donor (12 bytes, big-endian): u32 magic,
+ * u16 version, u16 flags (0), u32 node id of the borrower. */
+#define RVB_CONNECT_SIZE 12
+/* Accept (or reject) private data, donor -> borrower (32 bytes, big-endian): u32 magic,
+ * u16 version, u16 flags (0), u32 status (0 or a positive errno), u32 reserved (0),
+ * u64 pool base virtual address, u64 pool length. */
+#define RVB_ACCEPT_SIZE 32
+
+struct ibv_context;
+struct rdma_cm_id;
+
+/* rvb_describe - "dev rxe0 port 1 ACTIVE, gid index 1 (RoCE v2, 198.51.100.1),
+ * active MTU 1024" for @ctx / @port (the GID matching @ip4 if non-zero, in network
+ * order, else the first RoCE v2 IPv4 one). */
+void rvb_describe(struct ibv_context *ctx, uint8_t port, uint32_t ip4, char *out,
+		  size_t len);
+/* rvb_wait_event - wait up to @timeout_ms for the next event on @id's channel; it
+ * must be @want. Copies up to @pdlen bytes of the event's private data to @pd (zero
+ * filled). Returns 0, -ETIMEDOUT, or -errno for another event (-ECONNREFUSED for a
+ * reject, with its private data copied too). */
+int rvb_wait_event(struct rdma_cm_id *id, int want, int timeout_ms, void *pd,
+		   size_t pdlen);
+
 #endif

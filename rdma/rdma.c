@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/common.h"
 #include "rdma/rdma-internal.h"
+
+#define LOG_AREA "rdma"
 
 int rdma_rw_sync(struct rdma_transport *t, const struct rdma_req *reqs, unsigned n,
 		 int *status)
@@ -78,4 +81,18 @@ void rdma_destroy(struct rdma_transport *t)
 {
 	if (t)
 		t->ops->destroy(t);
+}
+
+struct rdma_transport *rdma_transport_create(int kind, unsigned depth)
+{
+	char why[160];
+
+	if (kind == CONFIG_TRANSPORT_VERBS)
+		return rdma_verbs_create(depth);
+	if (kind == CONFIG_TRANSPORT_AUTO) {
+		if (rdma_verbs_probe(NULL, why, sizeof(why)) == 0)
+			return rdma_verbs_create(depth);
+		log_info("transport = auto: %s; using TCP", why);
+	}
+	return rdma_tcp_create(depth);
 }

@@ -75,6 +75,18 @@ struct rdma_transport {
 
 /* rdma_tcp_create - the TCP back end (liburing). @depth bounds requests in flight. */
 struct rdma_transport *rdma_tcp_create(unsigned depth);
+/* rdma_verbs_create - the verbs back end (libibverbs + librdmacm, RC queue pairs,
+ * one-sided READ/WRITE through a registered staging arena). NULL with errno ENODEV
+ * when no device has an active port. */
+struct rdma_transport *rdma_verbs_create(unsigned depth);
+/* rdma_verbs_probe - 0 if verbs can be used (for @host: the device that owns that
+ * address; NULL: any device with an active port), with a one-line description of
+ * device, port state, GID and MTU in @why; else -errno and the reason in @why. */
+int rdma_verbs_probe(const char *host, char *why, size_t len);
+/* rdma_transport_create - the back end [cluster] transport names (@kind is an enum
+ * config_transport): tcp, verbs (NULL + ENODEV and a logged reason without a
+ * device), auto (verbs if probed usable, else TCP with one log line). */
+struct rdma_transport *rdma_transport_create(int kind, unsigned depth);
 
 /* Convenience wrappers over the ops table. */
 static inline struct rdma_conn *rdma_connect(struct rdma_transport *t, uint32_t donor_id,
@@ -112,5 +124,40 @@ int rdma_tcp_server_set_acl(struct rdma_tcp_server *s, unsigned idx, uint32_t ow
 /* rdma_tcp_server_port - the bound port (useful when created with port 0). */
 uint16_t rdma_tcp_server_port(const struct rdma_tcp_server *s);
 void rdma_tcp_server_destroy(struct rdma_tcp_server *s);
+
+/* ------------------------------------------ donor side, either back end */
+
+/* A donor's data-plane server: always the TCP server; with verbs also an rdma_cm
+ * listener on the same port number (rdma_cm's own port space) and one memory region
+ * per lent slab. Keys: TCP only, a random non-zero u64; with verbs, the slab MR's
+ * rkey in the low 32 bits and random high 32 bits (the TCP server checks all 64, the
+ * NIC the rkey). */
+struct rdma_server;
+
+/* rdma_server_create - @kind as rdma_transport_create; NULL with errno on failure
+ * (ENODEV: verbs asked for and no device serves @host; reason logged). */
+struct rdma_server *rdma_server_create(int kind, const char *host, uint16_t port,
+				       void *pool, uint64_t pool_len, uint64_t slab_size);
+/* rdma_server_grant - lend slab @idx to @owner under a fresh key (*@key). With verbs
+ * the slab's MR is registered here. */
+int rdma_server_grant(struct rdma_server *s, unsigned idx, uint32_t owner, uint64_t *key);
+/* rdma_server_revoke - the slab's key stops working (TCP ACL cleared, MR
+ * deregistered) before this returns 0; on error the old key may still work. */
+int rdma_server_revoke(struct rdma_server *s, unsigned idx);
+uint16_t rdma_server_port(const struct rdma_server *s);
+/* rdma_server_name - "tcp" or "verbs+tcp". */
+const char *rdma_server_name(const struct rdma_server *s);
+void rdma_server_destroy(struct rdma_server *s);
+
+/* The verbs listener alone (rdma/verbs-server.c), used by rdma_server. */
+struct rdma_verbs_server;
+struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t port,
+						   void *pool, uint64_t pool_len,
+						   uint64_t slab_size);
+/* rdma_verbs_server_reg - register slab @idx as an MR, its rkey in *@rkey. */
+int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *rkey);
+/* rdma_verbs_server_dereg - deregister slab @idx's MR (no-op if none). */
+int rdma_verbs_server_dereg(struct rdma_verbs_server *s, unsigned idx);
+void rdma_verbs_server_destroy(struct rdma_verbs_server *s);
 
 #endif

@@ -5,7 +5,7 @@ pkgs=(build-essential cmake pkg-config libinih-dev liburing-dev libnuma-dev
       libcmocka-dev libjemalloc-dev python3 iproute2 procps valgrind
       libnbd-bin python3-libnbd qemu-utils nbdkit fio
       qemu-system-x86 busybox-static cpio kmod nbd-client rdma-core ibverbs-utils
-      ibverbs-providers)
+      ibverbs-providers libibverbs-dev librdmacm-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

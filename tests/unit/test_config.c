@@ -42,6 +42,7 @@ static const char good[] =
 	"slab_size = 16M\n"
 	"stats_interval_ms = 500\n"
 	"run_dir = /tmp/rtmem-run\n"
+	"transport = verbs\n"
 	"\n"
 	"[policy]\n"
 	"first = smart-alloc\n"
@@ -91,6 +92,7 @@ static void test_good(void **state)
 	assert_true(cfg.slab_size == 16u << 20);
 	assert_int_equal(cfg.stats_interval_ms, 500);
 	assert_string_equal(cfg.run_dir, "/tmp/rtmem-run");
+	assert_int_equal(cfg.transport, CONFIG_TRANSPORT_VERBS);
 	assert_string_equal(cfg.policy.first, "smart-alloc");
 	assert_string_equal(cfg.policy.second, "tlp");
 	assert_true(cfg.policy.p_percent == 2.5);
@@ -145,6 +147,7 @@ static void test_defaults_and_rack(void **state)
 	assert_true(cfg.slab_size == 64u << 20);
 	assert_int_equal(cfg.stats_interval_ms, 1000);
 	assert_string_equal(cfg.run_dir, "/run/rtmem");
+	assert_int_equal(cfg.transport, CONFIG_TRANSPORT_TCP);
 	assert_string_equal(cfg.policy.first, "greedy");
 	assert_string_equal(cfg.policy.second, "greedy-remote");
 	assert_true(cfg.policy.p_percent == 2);
@@ -189,6 +192,9 @@ static const struct bad_case bad_cases[] = {
 	{ CL "slab_size = -64M\n", ":3: bad size" },
 	{ CL "slab_size = 99999999999999999999\n", ":3: bad size" },
 	{ CL "colour = blue\n", ":3: unknown key 'colour' in [cluster]" },
+	{ CL "transport = rdma\n", ":3: unknown transport 'rdma' (want tcp, verbs or auto)" },
+	{ CL "transport = TCP\n", ":3: unknown transport 'TCP'" },
+	{ CL "transport =\n", ":3: unknown transport ''" },
 	{ CL DONOR(3) "colour = blue\n", ":7: unknown key 'colour' in [node.3]" },
 	{ CL "[nodes.1]\n", ":3: unknown section [nodes.1]" },
 	{ "master = h:1\n", ":1: key 'master' outside of a section" },

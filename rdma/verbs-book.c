@@ -1,0 +1,272 @@
+/* verbs-book.c - bookkeeping of the verbs back end that needs no device: slots,
+ * completions, staging pages, work-request chains, status mapping (verbs-book.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "rdma/verbs-book.h"
+
+int vbook_init(struct vbook *b, unsigned depth, unsigned stage_pages)
+{
+	memset(b, 0, sizeof(*b));
+	if (!depth || !stage_pages)
+		return -EINVAL;
+	b->depth = depth;
+	b->npages = stage_pages;
+	b->slots = calloc(depth, sizeof(*b->slots));
+	b->free_slots = calloc(depth, sizeof(*b->free_slots));
+	b->ready = calloc(depth, sizeof(*b->ready));
+	b->used = calloc((stage_pages + 63) / 64, sizeof(uint64_t));
+	if (posix_memalign((void **)&b->arena, 4096, (size_t)stage_pages * 4096u))
+		b->arena = NULL;
+	if (!b->slots || !b->free_slots || !b->ready || !b->used || !b->arena) {
+		vbook_fini(b);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < depth; i++)
+		b->free_slots[i] = depth - 1 - i;
+	b->nfree = depth;
+	b->pages_free = stage_pages;
+	return 0;
+}
+
+void vbook_fini(struct vbook *b)
+{
+	free(b->slots);
+	free(b->free_slots);
+	free(b->ready);
+	free(b->used);
+	free(b->arena);
+	memset(b, 0, sizeof(*b));
+}
+
+int vbook_check(const struct rdma_req *r)
+{
+	if (!r->conn || !r->buf || !r->len || r->len % RTM_PAGE_SIZE || r->len > RDMA_MAX_IO)
+		return -EINVAL;
+	if (r->op != RDMA_OP_READ && r->op != RDMA_OP_WRITE)
+		return -EINVAL;
+	if (r->offset > r->slab_length || r->len > r->slab_length - r->offset)
+		return -EINVAL;
+	if (r->slab_offset + r->slab_length < r->slab_offset)
+		return -EINVAL;
+	return 0;
+}
+
+static bool page_used(const struct vbook *b, unsigned i)
+{
+	return b->used[i / 64] >> (i % 64) & 1;
+}
+
+static void pages_mark(struct vbook *b, unsigned first, unsigned n, bool used)
+{
+	for (unsigned i = first; i < first + n; i++) {
+		if (used)
+			b->used[i / 64] |= 1ull << (i % 64);
+		else
+			b->used[i / 64] &= ~(1ull << (i % 64));
+	}
+}
+
+int vbook_pages_alloc(struct vbook *b, unsigned n)
+{
+	unsigned start, run = 0, tried = 0, i;
+
+	if (!n || n > b->pages_free)
+		return -EAGAIN;
+	/* Scan at most npages + n positions from the cursor; a run may not wrap. */
+	i = b->cursor % b->npages;
+	start = i;
+	while (tried++ < b->npages + n) {
+		if (i == b->npages) {
+			i = 0;
+			run = 0;
+			start = 0;
+		}
+		if (page_used(b, i)) {
+			run = 0;
+			start = i + 1;
+		} else if (++run == n) {
+			pages_mark(b, start, n, true);
+			b->pages_free -= n;
+			b->cursor = start + n;
+			return (int)start;
+		}
+		i++;
+	}
+	return -EAGAIN;
+}
+
+void vbook_pages_free(struct vbook *b, unsigned first, unsigned n)
+{
+	pages_mark(b, first, n, false);
+	b->pages_free += n;
+}
+
+int vbook_start(struct vbook *b, const struct rdma_req *r, void *conn)
+{
+	struct vb_slot *s;
+	unsigned idx;
+	int first;
+
+	if (!b->nfree || b->inflight >= b->depth)
+		return -EAGAIN;
+	first = vbook_pages_alloc(b, r->len / RTM_PAGE_SIZE);
+	if (first < 0)
+		return first;
+	idx = b->free_slots[--b->nfree];
+	s = &b->slots[idx];
+	s->conn = conn;
+	s->cookie = r->cookie;
+	s->buf = r->buf;
+	s->len = r->len;
+	s->op = r->op;
+	s->stage = (uint32_t)first;
+	b->inflight++;
+	return (int)idx;
+}
+
+struct vb_slot *vbook_match(struct vbook *b, uint64_t wr_id)
+{
+	uint32_t idx = (uint32_t)wr_id;
+	struct vb_slot *s;
+
+	if (idx >= b->depth)
+		return NULL;
+	s = &b->slots[idx];
+	if (!s->conn || s->gen != (uint32_t)(wr_id >> 32))
+		return NULL;
+	return s;
+}
+
+static void push(struct vbook *b, uint64_t cookie, int status)
+{
+	struct rdma_completion *c = &b->ready[(b->rhead + b->rcount) % b->depth];
+
+	c->cookie = cookie;
+	c->status = status;
+	b->rcount++;
+}
+
+void vbook_finish(struct vbook *b, struct vb_slot *s, int status)
+{
+	push(b, s->cookie, status);
+	vbook_pages_free(b, s->stage, s->len / RTM_PAGE_SIZE);
+	s->conn = NULL;
+	s->gen++;
+	b->free_slots[b->nfree++] = (uint32_t)(s - b->slots);
+}
+
+unsigned vbook_fail_conn(struct vbook *b, void *conn, int status)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < b->depth; i++)
+		if (b->slots[i].conn == conn) {
+			vbook_finish(b, &b->slots[i], status);
+			n++;
+		}
+	return n;
+}
+
+int vbook_queue_error(struct vbook *b, uint64_t cookie, int status)
+{
+	if (b->inflight >= b->depth)
+		return -EAGAIN;
+	push(b, cookie, status);
+	b->inflight++;
+	return 0;
+}
+
+unsigned vbook_pop(struct vbook *b, struct rdma_completion *out, unsigned max)
+{
+	unsigned n = 0;
+
+	while (n < max && b->rcount) {
+		out[n++] = b->ready[b->rhead];
+		b->rhead = (b->rhead + 1) % b->depth;
+		b->rcount--;
+		b->inflight--;
+	}
+	return n;
+}
+
+void vbook_fill_wr(struct ibv_send_wr *wr, struct ibv_sge *sge, enum rdma_op op,
+		   uint64_t wr_id, void *local, uint32_t len, uint32_t lkey, uint64_t raddr,
+		   uint32_t rkey)
+{
+	memset(wr, 0, sizeof(*wr));
+	sge->addr = (uint64_t)(uintptr_t)local;
+	sge->length = len;
+	sge->lkey = lkey;
+	wr->wr_id = wr_id;
+	wr->sg_list = sge;
+	wr->num_sge = 1;
+	wr->opcode = op == RDMA_OP_READ ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE;
+	wr->send_flags = IBV_SEND_SIGNALED;
+	wr->wr.rdma.remote_addr = raddr;
+	wr->wr.rdma.rkey = rkey;
+}
+
+unsigned vbook_chain(struct ibv_send_wr *wr, void *const *owner, unsigned n,
+		     struct ibv_send_wr **heads, void **head_owner)
+{
+	struct ibv_send_wr *tail[RDMA_MAX_BATCH];
+	unsigned nh = 0, k;
+
+	for (unsigned i = 0; i < n; i++) {
+		wr[i].next = NULL;
+		for (k = 0; k < nh && head_owner[k] != owner[i]; k++)
+			;
+		if (k == nh) {
+			heads[nh] = &wr[i];
+			head_owner[nh++] = owner[i];
+		} else {
+			tail[k]->next = &wr[i];
+		}
+		tail[k] = &wr[i];
+	}
+	return nh;
+}
+
+int vbook_wc_errno(enum ibv_wc_status st)
+{
+	switch (st) {
+	case IBV_WC_SUCCESS:
+		return 0;
+	case IBV_WC_REM_ACCESS_ERR:
+	case IBV_WC_LOC_PROT_ERR:
+	case IBV_WC_MW_BIND_ERR:
+	case IBV_WC_REM_INV_REQ_ERR:
+		return -EACCES;
+	case IBV_WC_WR_FLUSH_ERR:
+	case IBV_WC_RETRY_EXC_ERR:
+	case IBV_WC_RNR_RETRY_EXC_ERR:
+	case IBV_WC_REM_ABORT_ERR:
+	case IBV_WC_RESP_TIMEOUT_ERR:
+		return -ECONNRESET;
+	case IBV_WC_LOC_LEN_ERR:
+	case IBV_WC_LOC_QP_OP_ERR:
+	case IBV_WC_BAD_RESP_ERR:
+		return -EINVAL;
+	case IBV_WC_REM_OP_ERR:
+	case IBV_WC_FATAL_ERR:
+	case IBV_WC_LOC_EEC_OP_ERR:
+	case IBV_WC_LOC_RDD_VIOL_ERR:
+	case IBV_WC_REM_INV_RD_REQ_ERR:
+	case IBV_WC_INV_EECN_ERR:
+	case IBV_WC_INV_EEC_STATE_ERR:
+	case IBV_WC_LOC_ACCESS_ERR:
+	case IBV_WC_GENERAL_ERR:
+	default:
+		return -EIO;
+	}
+}
+
+bool vbook_wc_fatal(enum ibv_wc_status st)
+{
+	/* On an RC QP every completion in error moves the QP to the error state. */
+	return st != IBV_WC_SUCCESS;
+}

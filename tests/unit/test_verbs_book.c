@@ -1,0 +1,270 @@
+/* test_verbs_book.c - the verbs back end's device-free bookkeeping: request slots and
+ * the in-flight bound, completion matching by wr_id with generations (a stale
+ * completion never matches), completions per connection on failure, the staging page
+ * allocator, work-request building and per-QP chaining (one doorbell per QP), and the
+ * mapping of every ibv_wc status to -errno (no failure maps to 0).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "rdma/verbs-book.h"
+
+static int conn_a, conn_b; /* stand-ins: only their addresses matter */
+
+static struct rdma_req req(void *conn, enum rdma_op op, uint32_t len, uint64_t cookie)
+{
+	static uint8_t buf[RDMA_MAX_IO];
+
+	return (struct rdma_req){ .conn = conn, .op = op, .slab_offset = 1ull << 26,
+				  .slab_length = 1ull << 26, .key = 0x1234, .offset = 0,
+				  .buf = buf, .len = len, .cookie = cookie };
+}
+
+static void test_slots_bound_and_match(void **state)
+{
+	struct vbook b;
+	struct rdma_req r = req(&conn_a, RDMA_OP_READ, 4096, 0);
+	struct rdma_completion out[8];
+	uint64_t ids[4];
+	int idx[4];
+
+	assert_int_equal(vbook_init(&b, 4, 64), 0);
+	for (int i = 0; i < 4; i++) {
+		r.cookie = 100 + (uint64_t)i;
+		idx[i] = vbook_start(&b, &r, &conn_a);
+		assert_true(idx[i] >= 0);
+		ids[i] = vbook_wr_id(&b, (unsigned)idx[i]);
+	}
+	assert_int_equal(b.inflight, 4);
+	/* the bound: a fifth request waits */
+	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
+	assert_int_equal(vbook_queue_error(&b, 7, -ENOTCONN), -EAGAIN);
+
+	/* complete out of order */
+	struct vb_slot *s = vbook_match(&b, ids[2]);
+	assert_non_null(s);
+	assert_int_equal(s->cookie, 102);
+	vbook_finish(&b, s, 0);
+	s = vbook_match(&b, ids[0]);
+	assert_non_null(s);
+	vbook_finish(&b, s, -EACCES);
+	/* a second completion for the same wr_id (stale generation) does not match */
+	assert_null(vbook_match(&b, ids[2]));
+	assert_null(vbook_match(&b, ids[0]));
+	/* unknown index */
+	assert_null(vbook_match(&b, 99));
+	/* finished but not reaped: still counted in flight */
+	assert_int_equal(b.inflight, 4);
+	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
+
+	assert_int_equal(vbook_pop(&b, out, 8), 2);
+	assert_int_equal(out[0].cookie, 102);
+	assert_int_equal(out[0].status, 0);
+	assert_int_equal(out[1].cookie, 100);
+	assert_int_equal(out[1].status, -EACCES);
+	assert_int_equal(b.inflight, 2);
+
+	/* a reused slot gets a new generation: the old wr_id stays stale */
+	int again = vbook_start(&b, &r, &conn_a);
+	assert_true(again >= 0);
+	uint64_t nid = vbook_wr_id(&b, (unsigned)again);
+	assert_true(nid != ids[0] && nid != ids[2]);
+	assert_null(vbook_match(&b, ids[0]));
+	assert_null(vbook_match(&b, ids[2]));
+	assert_non_null(vbook_match(&b, nid));
+	vbook_fini(&b);
+}
+
+static void test_fail_conn_and_queue_error(void **state)
+{
+	struct vbook b;
+	struct rdma_req r = req(&conn_a, RDMA_OP_WRITE, 8192, 0);
+	struct rdma_completion out[16];
+	int ia, ib;
+
+	assert_int_equal(vbook_init(&b, 8, 64), 0);
+	r.cookie = 1;
+	ia = vbook_start(&b, &r, &conn_a);
+	r.cookie = 2;
+	ib = vbook_start(&b, &r, &conn_b);
+	r.cookie = 3;
+	assert_true(vbook_start(&b, &r, &conn_a) >= 0);
+	assert_true(ia >= 0 && ib >= 0);
+	assert_int_equal(b.pages_free, 64 - 6);
+
+	assert_int_equal(vbook_queue_error(&b, 4, -ENOTCONN), 0);
+	assert_int_equal(vbook_fail_conn(&b, &conn_a, -ECONNRESET), 2);
+	assert_int_equal(b.pages_free, 64 - 2);
+	assert_int_equal(b.inflight, 4);
+	assert_int_equal(vbook_pop(&b, out, 16), 3);
+	/* every request of conn a completed, with an error; b's is still in flight */
+	for (int i = 0; i < 3; i++) {
+		assert_true(out[i].status != 0);
+		assert_true(out[i].cookie != 2);
+	}
+	assert_int_equal(b.inflight, 1);
+	assert_non_null(vbook_match(&b, vbook_wr_id(&b, (unsigned)ib)));
+	vbook_fini(&b);
+}
+
+static void test_staging_pages(void **state)
+{
+	struct vbook b;
+	int a, c, d, e;
+
+	assert_int_equal(vbook_init(&b, 8, 16), 0);
+	a = vbook_pages_alloc(&b, 4);
+	c = vbook_pages_alloc(&b, 8);
+	assert_int_equal(a, 0);
+	assert_int_equal(c, 4);
+	assert_int_equal(vbook_pages_alloc(&b, 5), -EAGAIN); /* only 4 left */
+	d = vbook_pages_alloc(&b, 4);
+	assert_int_equal(d, 12);
+	assert_int_equal(b.pages_free, 0);
+	assert_int_equal(vbook_pages_alloc(&b, 1), -EAGAIN);
+	/* free two non-adjacent runs: 8 pages free, but no run of 5 */
+	vbook_pages_free(&b, (unsigned)a, 4);
+	vbook_pages_free(&b, (unsigned)d, 4);
+	assert_int_equal(b.pages_free, 8);
+	assert_int_equal(vbook_pages_alloc(&b, 5), -EAGAIN);
+	/* a run of 4 after the cursor wraps */
+	e = vbook_pages_alloc(&b, 4);
+	assert_true(e == 0 || e == 12);
+	vbook_pages_free(&b, (unsigned)c, 8);
+	/* runs never overlap: fill everything with single pages and check uniqueness */
+	vbook_pages_free(&b, (unsigned)e, 4);
+	bool seen[16] = { false };
+	for (int i = 0; i < 16; i++) {
+		int p = vbook_pages_alloc(&b, 1);
+		assert_true(p >= 0 && p < 16);
+		assert_false(seen[p]);
+		seen[p] = true;
+	}
+	assert_int_equal(vbook_pages_alloc(&b, 1), -EAGAIN);
+	vbook_fini(&b);
+}
+
+static void test_staging_bounds_requests(void **state)
+{
+	struct vbook b;
+	struct rdma_req r = req(&conn_a, RDMA_OP_READ, 64 * 1024, 0);
+
+	/* 32 staging pages: two 64 KiB requests fit, a third waits despite free slots */
+	int x, y;
+
+	assert_int_equal(vbook_init(&b, 16, 32), 0);
+	x = vbook_start(&b, &r, &conn_a);
+	y = vbook_start(&b, &r, &conn_a);
+	assert_true(x >= 0 && y >= 0 && x != y);
+	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
+	assert_int_equal(b.inflight, 2);
+	/* distinct, non-overlapping staging runs for the two */
+	assert_int_equal(abs((int)b.slots[x].stage - (int)b.slots[y].stage), 16);
+	vbook_fini(&b);
+}
+
+static void test_check(void **state)
+{
+	struct rdma_req r = req(&conn_a, RDMA_OP_READ, 4096, 0);
+
+	assert_int_equal(vbook_check(&r), 0);
+	r.len = 0;
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r.len = 4095;
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r.len = RDMA_MAX_IO + 4096;
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r.len = RDMA_MAX_IO;
+	assert_int_equal(vbook_check(&r), 0);
+	r = req(&conn_a, RDMA_OP_WRITE, 4096, 0);
+	r.offset = r.slab_length - 4096;
+	assert_int_equal(vbook_check(&r), 0);
+	r.offset = r.slab_length;
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r.offset = UINT64_MAX - 100;
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r = req(NULL, RDMA_OP_READ, 4096, 0);
+	assert_int_equal(vbook_check(&r), -EINVAL);
+	r = req(&conn_a, (enum rdma_op)7, 4096, 0);
+	assert_int_equal(vbook_check(&r), -EINVAL);
+}
+
+static void test_fill_and_chain(void **state)
+{
+	struct ibv_send_wr wr[6], *heads[6];
+	struct ibv_sge sge[6];
+	void *owner[6] = { &conn_a, &conn_b, &conn_a, &conn_a, &conn_b, &conn_a };
+	void *hown[6];
+	uint8_t local[4096];
+	unsigned nh;
+
+	for (int i = 0; i < 6; i++)
+		vbook_fill_wr(&wr[i], &sge[i], i % 2 ? RDMA_OP_WRITE : RDMA_OP_READ,
+			      (uint64_t)i, local, 4096, 0x11, 0x1000u * (unsigned)i, 0x22);
+	assert_int_equal(wr[0].opcode, IBV_WR_RDMA_READ);
+	assert_int_equal(wr[1].opcode, IBV_WR_RDMA_WRITE);
+	assert_int_equal(wr[3].send_flags, IBV_SEND_SIGNALED);
+	assert_int_equal(wr[3].num_sge, 1);
+	assert_ptr_equal(wr[3].sg_list, &sge[3]);
+	assert_int_equal(sge[3].length, 4096);
+	assert_int_equal(sge[3].lkey, 0x11);
+	assert_int_equal(sge[3].addr, (uint64_t)(uintptr_t)local);
+	assert_int_equal(wr[3].wr.rdma.remote_addr, 0x3000);
+	assert_int_equal(wr[3].wr.rdma.rkey, 0x22);
+
+	nh = vbook_chain(wr, owner, 6, heads, hown);
+	assert_int_equal(nh, 2);
+	assert_ptr_equal(hown[0], &conn_a);
+	assert_ptr_equal(hown[1], &conn_b);
+	/* a: 0 -> 2 -> 3 -> 5, b: 1 -> 4, in post order */
+	assert_ptr_equal(heads[0], &wr[0]);
+	assert_ptr_equal(wr[0].next, &wr[2]);
+	assert_ptr_equal(wr[2].next, &wr[3]);
+	assert_ptr_equal(wr[3].next, &wr[5]);
+	assert_null(wr[5].next);
+	assert_ptr_equal(heads[1], &wr[1]);
+	assert_ptr_equal(wr[1].next, &wr[4]);
+	assert_null(wr[4].next);
+	assert_int_equal(vbook_chain(wr, owner, 0, heads, hown), 0);
+}
+
+static void test_wc_errno(void **state)
+{
+	assert_int_equal(vbook_wc_errno(IBV_WC_SUCCESS), 0);
+	assert_int_equal(vbook_wc_errno(IBV_WC_REM_ACCESS_ERR), -EACCES);
+	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_PROT_ERR), -EACCES);
+	assert_int_equal(vbook_wc_errno(IBV_WC_WR_FLUSH_ERR), -ECONNRESET);
+	assert_int_equal(vbook_wc_errno(IBV_WC_RETRY_EXC_ERR), -ECONNRESET);
+	assert_int_equal(vbook_wc_errno(IBV_WC_RNR_RETRY_EXC_ERR), -ECONNRESET);
+	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_LEN_ERR), -EINVAL);
+	assert_int_equal(vbook_wc_errno(IBV_WC_FATAL_ERR), -EIO);
+	assert_int_equal(vbook_wc_errno(IBV_WC_GENERAL_ERR), -EIO);
+	/* no failure ever passes as success, even an unknown one */
+	for (int st = IBV_WC_SUCCESS + 1; st <= IBV_WC_GENERAL_ERR + 8; st++) {
+		assert_true(vbook_wc_errno((enum ibv_wc_status)st) < 0);
+		assert_true(vbook_wc_fatal((enum ibv_wc_status)st));
+	}
+	assert_false(vbook_wc_fatal(IBV_WC_SUCCESS));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_slots_bound_and_match),
+		cmocka_unit_test(test_fail_conn_and_queue_error),
+		cmocka_unit_test(test_staging_pages),
+		cmocka_unit_test(test_staging_bounds_requests),
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_fill_and_chain),
+		cmocka_unit_test(test_wc_errno),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
