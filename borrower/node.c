@@ -252,6 +252,9 @@ static int take_slab(struct borrower *b, const struct wire_slab *s)
 	b->slabs[h - 1].ref = *s;
 	b->slabs[h - 1].donor = d;
 	d->slabs++;
+	/* OFFSET:LENGTH:KEY as rtmem-rdmabench -g takes it (tests/softroce/stalekey.sh) */
+	log_dbg("granted slab %llu:%llu:%llx of donor %u", (unsigned long long)s->offset,
+		(unsigned long long)s->length, (unsigned long long)s->key, s->donor);
 	return 0;
 }
 
