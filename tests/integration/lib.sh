@@ -47,6 +47,12 @@ cleanup() {
 			rc=1
 		fi
 	fi
+	if [ $rc -eq 0 ] && [ $started -eq 1 ] && grep -q "^transport = verbs" "$CFG" &&
+		! grep -q "connected over verbs" "$DIR"/borrower*.log; then
+		echo "FAIL: transport = verbs but no borrower connected over verbs" >&2
+		dump_logs
+		rc=1
+	fi
 	if [ $rc -eq 0 ]; then
 		# a daemon that logged a sanitizer report fails the test even if it exited 0
 		if grep -l "ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer" "$DIR"/*.log 2>/dev/null; then

@@ -21,10 +21,10 @@ for t in "$@"; do
 		rc=1
 	fi
 	t1=$(now)
-	if [ $res = FAIL ] || [ "${SOFTROCE_VERBOSE:-0}" = 1 ]; then
+	if [ $res = FAIL ]; then
 		sed "s#^#  $(basename "$t" .sh)| #" "$log" | tail -n 80
 	else
-		grep -E '^(---|PASS|OK|put|read back|flushed|capacity|borrower owns|after|capped|big)' "$log" |
+		grep -v -e '^rtmem-[a-z]*\[' -e '^=====' "$log" |
 			sed "s#^#  $(basename "$t" .sh)| #"
 	fi
 	echo "softroce: $res $t ($(echo "$t1 - $t0" | bc 2>/dev/null || awk "BEGIN{print $t1-$t0}") s)"
