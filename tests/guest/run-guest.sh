@@ -178,6 +178,9 @@ for m in list(sys.modules.values()):
 	rm -rf "$R"
 	trap - EXIT
 fi
+touch "$BASE" "$BASE.list"
+# system parts of other script versions (other branches may still use them): kept a day
+find "$CACHE" -maxdepth 1 -name 'base-*.cpio.gz*' -mtime +1 -delete 2>/dev/null || true
 flock -u 9
 
 # ---- project part: rebuilt every run -------------------------------------------------
