@@ -37,7 +37,8 @@ nbd)
 		/usr/bin/ip route add default via 10.0.2.2 || { say "network setup failed"; exit 2; }
 	dev=/dev/nbd0
 	# swap-in readahead of 32 pages instead of 8: every round trip crosses the guest's
-	# TCP stack and QEMU's user network under TCG (verify pass of 512 MiB measured at 5.0 against 2.5-3.1 MB/s under the same load)
+	# TCP stack and QEMU's user network under TCG (verify pass of 512 MiB measured at
+	# 5.0 against 2.5-3.1 MB/s under the same load)
 	echo 5 >/proc/sys/vm/page-cluster
 	# -swap: nbd-client mlocks itself; -b 4096: the export's preferred block size
 	timeout 60 nbd-client 10.0.2.2 "$port" "$dev" -N swap0 -b 4096 -swap ||
