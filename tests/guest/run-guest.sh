@@ -9,8 +9,9 @@
 #   --mem SIZE          guest RAM (QEMU -m syntax), default 2G
 #   --smp N             guest CPUs, default 2
 #   --timeout S         wall-clock limit for the whole boot + script, default 600
-#   --qemu-arg ARG      one extra QEMU argument (repeatable, order kept). A --qemu-arg
-#                       starting with -nic/-netdev/-device replaces the default -nic none.
+#   --qemu-arg ARG      one extra QEMU argument (repeatable, order kept). A -nic or
+#                       -netdev among them replaces the default -nic none, e.g.
+#                       --qemu-arg -nic --qemu-arg user,model=virtio-net-pci
 #   --file HOST[:GUEST] copy a host file into the guest (default GUEST: /rtmem/files/NAME)
 #   --log FILE          also write the console (without timestamps) to FILE
 #   --append ARGS       extra kernel command line
@@ -59,7 +60,7 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout_s=$2; shift 2 ;;
 	--qemu-arg)
 		qemu_extra+=("$2")
-		case $2 in -nic | -netdev | -device | -nic=* | -netdev=*) own_nic=1 ;; esac
+		case $2 in -nic | -netdev) own_nic=1 ;; esac
 		shift 2 ;;
 	--file) files+=("$2"); shift 2 ;;
 	--log) log=$2; shift 2 ;;
@@ -178,6 +179,9 @@ for m in list(sys.modules.values()):
 	rm -rf "$R"
 	trap - EXIT
 fi
+touch "$BASE" "$BASE.list"
+# system parts of other script versions (other branches may still use them): kept a day
+find "$CACHE" -maxdepth 1 -name 'base-*.cpio.gz*' -mtime +1 -delete 2>/dev/null || true
 flock -u 9
 
 # ---- project part: rebuilt every run -------------------------------------------------

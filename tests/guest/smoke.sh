@@ -25,4 +25,4 @@ ibv_devinfo -d rxe0 | grep -E 'transport|state'
 test -b /dev/nbd0 || { echo "guest: no /dev/nbd0"; exit 1; }
 echo "guest: smoke OK"
 GUEST
-exec "$here/run-guest.sh" --bin "$build/bin" --script "$gs" --mem 512M --timeout 300 -- one "two words"
+"$here/run-guest.sh" --bin "$build/bin" --script "$gs" --mem 512M --timeout 300 -- one "two words"
