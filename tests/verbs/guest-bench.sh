@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# guest-bench.sh - rtmem-rdmabench in the QEMU guest on SoftRoCE: page-run READ/WRITE
+# throughput at batch 1/16/64 over verbs and over TCP on the same dummy netdev, plus
+# the stale-key probe (serve, SIGHUP re-grant, the old key must fail, the new work).
+# A benchmark, not a test: numbers under TCG emulation mean little.
+# Usage: tests/verbs/guest-bench.sh BUILD_DIR [SECONDS_PER_POINT] [RUN_PAGES]
+# (SECONDS_PER_POINT 0: only the stale-key probe - the ctest verbs.guest-stale-key)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?usage: guest-bench.sh BUILD_DIR [SECS] [RUN_PAGES]}" && pwd)
+gs=$(mktemp "${TMPDIR:-/tmp}/rtmem-verbs-bench.XXXXXX")
+trap 'rm -f "$gs"' EXIT
+cat >"$gs" <<'GUEST'
+set -euo pipefail
+secs=$1 run=$2
+/usr/bin/ip link add dummy0 type dummy
+/usr/bin/ip addr add 198.51.100.1/24 dev dummy0
+/usr/bin/ip link set dummy0 up
+rdma link add rxe0 type rxe netdev dummy0
+B=/rtmem/bin/rtmem-rdmabench
+for t in verbs tcp; do
+	[ "$secs" != 0 ] || break
+	timeout 300 $B self 198.51.100.1:7200 -t $t -s "$secs" -r "$run" -j /tmp/$t.json
+	cat /tmp/$t.json
+done
+echo "guest: stale-key probe over verbs"
+timeout 60 $B serve 198.51.100.1:7300 -t verbs >/tmp/serve.out 2>/tmp/serve.err &
+sp=$!
+for _ in $(seq 50); do grep -q grant /tmp/serve.out && break; sleep 0.1; done
+old=$(awk '/^grant/{print $2}' /tmp/serve.out | tail -1)
+$B probe 198.51.100.1:7300 -t verbs -g "$old"
+kill -HUP $sp
+for _ in $(seq 50); do [ "$(grep -c ^grant /tmp/serve.out)" -ge 2 ] && break; sleep 0.1; done
+new=$(awk '/^grant/{print $2}' /tmp/serve.out | tail -1)
+rc=0
+$B probe 198.51.100.1:7300 -t verbs -g "$old" && { echo "guest: stale key still works"; rc=1; } || [ $? -eq 3 ]
+$B probe 198.51.100.1:7300 -t verbs -g "$new" || { echo "guest: new key fails"; rc=1; }
+kill $sp; wait $sp || true
+cat /tmp/serve.err
+[ $rc -eq 0 ] && echo "guest: stale key refused, new key works"
+exit $rc
+GUEST
+exec "$src/tests/guest/run-guest.sh" --bin "$build/bin" --script "$gs" --mem 1G \
+	--timeout 900 -- "${2:-2}" "${3:-1}"
