@@ -1,13 +1,16 @@
 /* nbd.c - the borrower's NBD server: exports from the config served on a unix
  * socket and (optionally) TCP, from the borrower's event loop.
  *
- * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME; no TLS, no
- * structured replies: simple replies only), then transmission: READ, WRITE, FLUSH,
+ * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME,
+ * STRUCTURED_REPLY; no TLS), then transmission: READ, WRITE, FLUSH,
  * TRIM, WRITE_ZEROES, DISC. Per connection an rx buffer that grows to hold one whole
  * request (header + payload, at most NBD_MAX_PAYLOAD) and a tx buffer for replies.
  * Requests are read without blocking; every complete request in the buffer is
  * validated and the valid ones run as one nbd_export_run batch, then the replies go
- * out in request order (which the protocol allows). While too much reply data is
+ * out in request order (which the protocol allows). With structured replies a read
+ * answers with OFFSET_DATA chunks and, for whole zero blocks, OFFSET_HOLE chunks
+ * (unless the client set DF), or an ERROR chunk; other commands keep simple
+ * replies, which the protocol allows. While too much reply data is
  * unsent the connection is not read, so a client that does not read stalls itself
  * only. A bad request gets an NBD error; a broken stream (bad magic, unknown client
  * flags, an option longer than OPT_MAX) closes the connection. Closing frees the
@@ -58,6 +61,7 @@ struct nconn {
 	enum cstate st;
 	bool no_zeroes;                /* client set NBD_FLAG_C_NO_ZEROES */
 	bool strict_align;             /* client asked for block sizes: enforce minimum */
+	bool structured;               /* NBD_OPT_STRUCTURED_REPLY acknowledged */
 	struct nbd_export *ex;
 	uint8_t *rx;                   /* unparsed bytes are rx[rx_off, rx_len) */
 	size_t rx_cap, rx_off, rx_len;
@@ -198,10 +202,11 @@ static struct nbd_export *find_export(struct nbd_server *s, const uint8_t *name,
 	return NULL;
 }
 
-static uint16_t trans_flags(void)
+static uint16_t trans_flags(const struct nconn *c)
 {
 	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN;
+	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN |
+	       (c->structured ? NBD_FLAG_SEND_DF : 0);
 }
 
 /* opt_reply - one option reply with @len bytes of @data (or a message). */
@@ -264,7 +269,7 @@ static int opt_info(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t le
 		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 	wire_put16(buf, NBD_INFO_EXPORT);
 	wire_put64(buf + 2, nbd_export_size(ex));
-	wire_put16(buf + 10, trans_flags());
+	wire_put16(buf + 10, trans_flags(c));
 	rc = opt_reply(c, opt, NBD_REP_INFO, buf, 12);
 	if (!rc && want_name) {
 		const char *name = nbd_export_name(ex);
@@ -321,7 +326,7 @@ static int opt_export_name(struct nconn *c, const uint8_t *d, uint32_t len)
 		return -ENOMEM;
 	memset(p, 0, n);
 	wire_put64(p, nbd_export_size(ex));
-	wire_put16(p + 8, trans_flags());
+	wire_put16(p + 8, trans_flags(c));
 	c->tx_len += n;
 	enter_transmission(c, ex, false);
 	return 0;
@@ -389,8 +394,12 @@ static int nego_step(struct nconn *c)
 		rc = opt_info(c, opt, p, len);
 		break;
 	case NBD_OPT_STRUCTURED_REPLY:
-		rc = opt_error(c, opt, len ? NBD_REP_ERR_INVALID : NBD_REP_ERR_UNSUP,
-			       "simple replies only");
+		if (len) {
+			rc = opt_error(c, opt, NBD_REP_ERR_INVALID, "takes no data");
+			break;
+		}
+		c->structured = true;
+		rc = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 		break;
 	default:
 		rc = opt_error(c, opt, NBD_REP_ERR_UNSUP, "option not supported");
@@ -418,6 +427,9 @@ static uint32_t validate(const struct nconn *c, const struct req *r)
 		allowed |= NBD_CMD_FLAG_NO_HOLE;
 		break;
 	case NBD_CMD_READ:
+		if (c->structured)
+			allowed |= NBD_CMD_FLAG_DF;
+		break;
 	case NBD_CMD_WRITE:
 	case NBD_CMD_TRIM:
 		break;
@@ -453,6 +465,108 @@ static uint32_t nbd_errno(int err)
 	}
 }
 
+/* hdr_size - bytes reserved in tx ahead of request @r's data: a simple reply
+ * header, or for a structured read the OFFSET_DATA chunk header (an error chunk
+ * without message fits in it too). */
+static size_t hdr_size(const struct nconn *c, const struct req *r)
+{
+	return c->structured && r->type == NBD_CMD_READ ? NBD_CHUNK_HDR_SIZE + 8
+							: NBD_REPLY_SIZE;
+}
+
+static void put_chunk(uint8_t *p, uint16_t flags, uint16_t type, uint64_t cookie,
+		      uint32_t len)
+{
+	wire_put32(p, NBD_STRUCTURED_REPLY_MAGIC);
+	wire_put16(p + 4, flags);
+	wire_put16(p + 6, type);
+	wire_put64(p + 8, cookie);
+	wire_put32(p + 16, len);
+}
+
+/* hole_at - the export block that starts at @off is all of [@off, @end) or more and
+ * its bytes at @p are zeros: a hole (never written, trimmed, or written as zeros). */
+static bool hole_at(uint64_t off, uint64_t end, const uint8_t *p)
+{
+	return !(off % NBD_BLOCK_PREF) && end - off >= NBD_BLOCK_PREF && !p[0] &&
+	       !memcmp(p, p + 1, NBD_BLOCK_PREF - 1);
+}
+
+/* put_read_chunks - the structured reply of read @r: its data lies at @data, the
+ * chunks are written from @dst (at most @data - 28, so headers never overtake the
+ * data still to move). Whole zero blocks become OFFSET_HOLE chunks unless the
+ * client set DF. Returns the bytes written. */
+static size_t put_read_chunks(const struct req *r, uint8_t *dst, const uint8_t *data)
+{
+	uint64_t off = r->off, end = r->off + r->len;
+	bool holes = !(r->flags & NBD_CMD_FLAG_DF);
+	size_t w = 0;
+
+	if (!r->len) {
+		put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie, 0);
+		return NBD_CHUNK_HDR_SIZE;
+	}
+	while (off < end) {
+		const uint8_t *p = data + (off - r->off);
+		bool hole = holes && hole_at(off, end, p);
+		uint64_t run = off;
+
+		do { /* extend the run over blocks of the same kind */
+			uint64_t next = (run / NBD_BLOCK_PREF + 1) * NBD_BLOCK_PREF;
+
+			run = next < end ? next : end;
+		} while (holes && run < end &&
+			 hole_at(run, end, data + (run - r->off)) == hole);
+		if (!holes)
+			run = end;
+		if (hole) {
+			put_chunk(dst + w, run == end ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_HOLE, r->cookie, 12);
+			wire_put64(dst + w + NBD_CHUNK_HDR_SIZE, off);
+			wire_put32(dst + w + NBD_CHUNK_HDR_SIZE + 8, (uint32_t)(run - off));
+			w += NBD_CHUNK_HDR_SIZE + 12;
+		} else {
+			size_t n = (size_t)(run - off);
+
+			put_chunk(dst + w, run == end ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_DATA, r->cookie, (uint32_t)(8 + n));
+			wire_put64(dst + w + NBD_CHUNK_HDR_SIZE, off);
+			w += NBD_CHUNK_HDR_SIZE + 8;
+			if (dst + w != p)
+				memmove(dst + w, p, n);
+			w += n;
+		}
+		off = run;
+	}
+	return w;
+}
+
+/* put_reply - the reply of request @r at @dst; a read's data (if it ran and
+ * succeeded) is at @data. Returns the bytes written. */
+static size_t put_reply(const struct nconn *c, const struct req *r, uint8_t *dst,
+			const uint8_t *data, bool has_data)
+{
+	size_t n = 0;
+
+	if (c->structured && r->type == NBD_CMD_READ) {
+		if (!r->err)
+			return put_read_chunks(r, dst, data);
+		put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, r->cookie, 6);
+		wire_put32(dst + NBD_CHUNK_HDR_SIZE, r->err);
+		wire_put16(dst + NBD_CHUNK_HDR_SIZE + 4, 0); /* no message */
+		return NBD_CHUNK_HDR_SIZE + 6;
+	}
+	if (has_data && !r->err) {
+		n = r->len;
+		if (dst + NBD_REPLY_SIZE != data)
+			memmove(dst + NBD_REPLY_SIZE, data, n);
+	}
+	wire_put32(dst, NBD_SIMPLE_REPLY_MAGIC);
+	wire_put32(dst + 4, r->err);
+	wire_put64(dst + 8, r->cookie);
+	return NBD_REPLY_SIZE + n;
+}
+
 /* run_batch - run the valid requests of reqs[0..n) and append every reply (read
  * data read straight into tx) in request order. -ENOMEM. */
 static int run_batch(struct nconn *c, unsigned n)
@@ -462,7 +576,7 @@ static int run_batch(struct nconn *c, unsigned n)
 	uint8_t *base;
 
 	for (unsigned i = 0; i < n; i++)
-		need += NBD_REPLY_SIZE +
+		need += hdr_size(c, &c->reqs[i]) +
 			(c->reqs[i].type == NBD_CMD_READ && !c->reqs[i].err ? c->reqs[i].len : 0);
 	base = tx_reserve(c, need);
 	if (!base)
@@ -473,40 +587,35 @@ static int run_batch(struct nconn *c, unsigned n)
 
 		if (!r->err) {
 			c->ios[m] = (struct nbd_io){
-				.type = r->type, .flags = r->flags, .off = r->off, .len = r->len,
-				.buf = r->type == NBD_CMD_READ ? base + rd + NBD_REPLY_SIZE
+				.type = r->type, .flags = r->flags & ~NBD_CMD_FLAG_DF,
+				.off = r->off, .len = r->len,
+				.buf = r->type == NBD_CMD_READ ? base + rd + hdr_size(c, r)
 							       : (void *)r->payload,
 			};
 			c->map[m++] = i;
 		}
-		rd += NBD_REPLY_SIZE + data;
+		rd += hdr_size(c, r) + data;
 	}
 	if (m)
 		nbd_export_run(c->ex, c->ios, m);
 	nrun = m;
 	for (unsigned j = 0; j < nrun; j++)
 		c->reqs[c->map[j]].err = nbd_errno(c->ios[j].err);
-	/* headers; the data of a failed read is dropped (simple replies carry none) */
+	/* the replies, moved down over the room of failed reads' data */
 	rd = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct req *r = &c->reqs[i];
 		bool ran = k < nrun && c->map[k] == i;
 		size_t data = r->type == NBD_CMD_READ && ran ? r->len : 0;
-		size_t keep = r->err ? 0 : data;
 
 		k += ran;
-		if (keep && w != rd)
-			memmove(base + w + NBD_REPLY_SIZE, base + rd + NBD_REPLY_SIZE, keep);
-		wire_put32(base + w, NBD_SIMPLE_REPLY_MAGIC);
-		wire_put32(base + w + 4, r->err);
-		wire_put64(base + w + 8, r->cookie);
+		w += put_reply(c, r, base + w, base + rd + hdr_size(c, r), data);
 		if (r->err) {
 			c->nerr++;
 			log_dbg("conn %u: cmd %u off %llu len %u: error %u", c->id, r->type,
 				(unsigned long long)r->off, r->len, r->err);
 		}
-		w += NBD_REPLY_SIZE + keep;
-		rd += NBD_REPLY_SIZE + data;
+		rd += hdr_size(c, r) + data;
 	}
 	c->tx_len += w;
 	c->nreq += n;
