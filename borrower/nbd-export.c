@@ -43,7 +43,7 @@ struct nbd_export {
 	struct bclient *c;
 	uint32_t pool;
 	char name[CONFIG_NAME_LEN];
-	uint64_t size, nblocks;
+	uint64_t size, nblocks, target;
 	uint8_t *map;                   /* enum blk_state per block */
 	uint64_t count[4];              /* blocks in each state */
 	int fd;                         /* backing file */
@@ -412,6 +412,16 @@ uint64_t nbd_export_size(const struct nbd_export *ex)
 	return ex->size;
 }
 
+void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", ex->name);
+	out->size = ex->size;
+	out->target = ex->target;
+	out->remote_blocks = ex->count[BLK_REMOTE];
+	out->file_blocks = ex->count[BLK_FILE];
+}
+
 struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export *cfg,
 				  const char *run_dir, uint32_t node_id)
 {
@@ -426,6 +436,7 @@ struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export
 	ex->b = b;
 	ex->fd = -1;
 	ex->size = cfg->size;
+	ex->target = cfg->target_pages;
 	ex->nblocks = cfg->size / PAGE;
 	snprintf(ex->name, sizeof(ex->name), "%s", cfg->name);
 	ex->map = calloc(ex->nblocks, 1);

@@ -16,6 +16,7 @@
  * flags, an option longer than OPT_MAX) closes the connection. Closing frees the
  * connection's buffers only: the export (and its data) belongs to the server.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -83,8 +84,12 @@ struct nbd_server {
 	int ufd, tfd;
 	char upath[CONFIG_PATH_LEN];
 	char taddr[CONFIG_HOST_LEN + 8];
+	const struct config *cfg;
+	uint32_t node_id;
+	struct nbd_ctl *ctl;
 	unsigned nexports;
-	struct nbd_export *exports[CONFIG_MAX_EXPORTS];
+	struct nbd_export *exports[NBD_MAX_EXPORTS];
+	bool runtime[NBD_MAX_EXPORTS];  /* added by rtmemctl export add */
 	struct nconn *conns[NBD_MAX_CONNS];
 	uint32_t next_id;
 };
@@ -818,6 +823,111 @@ static void on_listen(struct evloop *ev, int lfd, uint32_t events, void *arg)
 	}
 }
 
+/* ------------------------------------------------ exports at run time */
+
+static int find_index(const struct nbd_server *s, const char *name)
+{
+	for (unsigned i = 0; i < s->nexports; i++)
+		if (!strcmp(nbd_export_name(s->exports[i]), name))
+			return (int)i;
+	return -1;
+}
+
+static bool name_ok(const char *name)
+{
+	if (!name[0])
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._:-", *p))
+			return false;
+	return true;
+}
+
+int nbd_add_export(struct nbd_server *s, const struct config_export *e, char *why,
+		   size_t len)
+{
+	struct nbd_export *ex;
+
+	if (!name_ok(e->name)) {
+		snprintf(why, len, "bad export name '%s': use letters, digits and ._:-", e->name);
+		return -EINVAL;
+	}
+	if (find_index(s, e->name) >= 0) {
+		snprintf(why, len, "export %s exists", e->name);
+		return -EEXIST;
+	}
+	if (!e->size || e->size % NBD_BLOCK_PREF) {
+		snprintf(why, len, "export size %llu is not a positive multiple of 4096",
+			 (unsigned long long)e->size);
+		return -EINVAL;
+	}
+	if (e->size > NBD_EXPORT_MAX_SIZE) {
+		snprintf(why, len, "export size %llu is over the limit of 1 TiB",
+			 (unsigned long long)e->size);
+		return -EFBIG;
+	}
+	if (s->nexports == NBD_MAX_EXPORTS) {
+		snprintf(why, len, "this borrower serves %u exports already", NBD_MAX_EXPORTS);
+		return -ENOSPC;
+	}
+	ex = nbd_export_new(s->b, e, s->cfg->run_dir, s->node_id);
+	if (!ex) {
+		snprintf(why, len, "cannot create export %s (see the borrower's log)", e->name);
+		return -EIO;
+	}
+	s->runtime[s->nexports] = true;
+	s->exports[s->nexports++] = ex;
+	log_info("export %s added at run time (%llu bytes)", e->name,
+		 (unsigned long long)e->size);
+	return 0;
+}
+
+static unsigned conns_using(const struct nbd_server *s, const struct nbd_export *ex)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
+		n += s->conns[i] && s->conns[i]->ex == ex;
+	return n;
+}
+
+int nbd_del_export(struct nbd_server *s, const char *name, char *why, size_t len)
+{
+	int i = find_index(s, name);
+	unsigned n;
+
+	if (i < 0) {
+		snprintf(why, len, "no export named '%s'", name);
+		return -ENOENT;
+	}
+	n = conns_using(s, s->exports[i]);
+	if (n) {
+		snprintf(why, len, "export %s is in use by %u connection%s", name, n,
+			 n > 1 ? "s" : "");
+		return -EBUSY;
+	}
+	nbd_export_free(s->exports[i]);
+	s->nexports--;
+	memmove(&s->exports[i], &s->exports[i + 1],
+		(s->nexports - (unsigned)i) * sizeof(s->exports[0]));
+	memmove(&s->runtime[i], &s->runtime[i + 1],
+		(s->nexports - (unsigned)i) * sizeof(s->runtime[0]));
+	log_info("export %s deleted", name);
+	return 0;
+}
+
+void nbd_list_exports(const struct nbd_server *s, struct wire_msg *rep)
+{
+	rep->export_reply.n_exports = s->nexports;
+	for (unsigned i = 0; i < s->nexports; i++) {
+		struct wire_export_info *e = &rep->export_reply.exports[i];
+
+		nbd_export_info(s->exports[i], e);
+		e->conns = conns_using(s, s->exports[i]);
+		e->runtime = s->runtime[i];
+	}
+}
+
 /* ------------------------------------------------ life cycle */
 
 static int listen_on(struct nbd_server *s, int fd, const char *what)
@@ -846,6 +956,8 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 		return -ENOMEM;
 	s->b = b;
 	s->ev = ev;
+	s->cfg = cfg;
+	s->node_id = self->id;
 	s->ufd = s->tfd = -1;
 	for (unsigned i = 0; i < cfg->n_exports; i++) {
 		const struct config_export *e = &cfg->exports[i];
@@ -858,10 +970,6 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 			goto out_exports;
 		}
 		s->nexports++;
-	}
-	if (!s->nexports) {
-		free(s);
-		return 0; /* nothing to serve */
 	}
 	snprintf(s->upath, sizeof(s->upath), "%s", self->nbd_socket);
 	s->ufd = net_listen_unix(s->upath);
@@ -884,13 +992,20 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 		if (rc)
 			goto out_tcp;
 	}
-	log_info("serving %u NBD export%s on %s%s%s", s->nexports, s->nexports > 1 ? "s" : "",
+	rc = nbd_ctl_start(s, ev, s->upath, &s->ctl);
+	if (rc)
+		goto out_tcp_ev;
+	log_info("serving %u NBD export%s on %s%s%s", s->nexports, s->nexports == 1 ? "" : "s",
 		 s->upath, s->taddr[0] ? " and tcp " : "", s->taddr);
 	*out = s;
 	return 0;
 
+out_tcp_ev:
+	if (s->tfd >= 0)
+		evloop_del_fd(ev, s->tfd);
 out_tcp:
-	close(s->tfd);
+	if (s->tfd >= 0)
+		close(s->tfd);
 out_unix:
 	evloop_del_fd(ev, s->ufd);
 	close(s->ufd);
@@ -906,6 +1021,7 @@ void nbd_stop(struct nbd_server *s)
 {
 	if (!s)
 		return;
+	nbd_ctl_stop(s->ctl);
 	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
 		if (s->conns[i])
 			conn_close(s->conns[i], NULL);

@@ -12,10 +12,16 @@
 
 struct borrower;
 struct nbd_export;
+struct nbd_server;
+struct nbd_ctl;
+struct wire_export_info;
+struct wire_msg;
 
 #define NBD_BLOCK_MIN 512u             /* advertised minimum block size */
 #define NBD_BLOCK_PREF 4096u           /* preferred: one tmem page */
 #define NBD_MAX_PAYLOAD (32u << 20)    /* advertised maximum block size */
+#define NBD_MAX_EXPORTS 64u            /* per borrower, config + run time */
+#define NBD_EXPORT_MAX_SIZE (1ull << 40) /* run-time exports: 1 TiB (map of 256 MiB) */
 
 /* One validated command for nbd_export_run: @off + @len lie inside the export,
  * @len <= NBD_MAX_PAYLOAD for reads and writes. */
@@ -37,10 +43,28 @@ struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export
 void nbd_export_free(struct nbd_export *ex);
 const char *nbd_export_name(const struct nbd_export *ex);
 uint64_t nbd_export_size(const struct nbd_export *ex);
+/* nbd_export_info - name, size, target and where the blocks are, for EXPORT_REPLY
+ * (conns and runtime are the server's to fill). */
+void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out);
 /* nbd_export_run - execute @n commands with the effect of running them in order
  * (pages of several commands go to the store in one batch); each err is set. When
  * it returns, every successful write is in remote memory or in the backing file,
  * and FLUSH / FUA writes have been synced to the backing file. */
 void nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);
+
+/* nbd.c: exports at run time (called by nbd-ctl.c). Each returns 0 or -errno
+ * with a one-line reason in @why. */
+/* nbd_add_export - a new export @e (name, size, target_pages), served at once. */
+int nbd_add_export(struct nbd_server *s, const struct config_export *e, char *why,
+		   size_t len);
+/* nbd_del_export - remove an export no connection uses; its data is dropped. */
+int nbd_del_export(struct nbd_server *s, const char *name, char *why, size_t len);
+/* nbd_list_exports - fill @rep->export_reply with every export. */
+void nbd_list_exports(const struct nbd_server *s, struct wire_msg *rep);
+
+/* nbd-ctl.c: the control socket <@nbd_socket>.ctl (docs/nbd.md). */
+int nbd_ctl_start(struct nbd_server *s, struct evloop *ev, const char *nbd_socket,
+		  struct nbd_ctl **out);
+void nbd_ctl_stop(struct nbd_ctl *k);
 
 #endif
