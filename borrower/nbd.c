@@ -51,6 +51,16 @@ struct req {
 	uint32_t len;
 	uint32_t err;                  /* NBD error found by validation, 0 = run it */
 	const uint8_t *payload;        /* WRITE: in rx */
+	size_t at;                     /* rx offset of its header (to parse it again) */
+	bool deferred;                 /* answered when its backing-file I/O is done */
+};
+
+/* A command answered later (nbd_export_wait_arm): its backing-file I/O is in flight. */
+struct pend {
+	struct nconn *c;               /* NULL once the connection is closed */
+	struct pend *next, **pprev;    /* in c->pends */
+	struct req r;
+	uint8_t *buf;                  /* READ: the data (a stable buffer) */
 };
 
 struct nconn {
@@ -73,8 +83,13 @@ struct nconn {
 	size_t tx_cap, tx_off, tx_len;
 	uint32_t events;
 	uint64_t nreq, nerr;
+	bool stalled;                  /* a command waits for backing-file I/O to finish */
+	bool kicked;                   /* a deferred reply was queued: send it */
+	bool failed;                   /* no memory for a deferred reply: close */
+	struct pend *pends;            /* deferred commands */
 	struct req reqs[BATCH_REQS];
 	struct nbd_io ios[BATCH_REQS];
+	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable read buffer, if any */
 	unsigned map[BATCH_REQS];      /* ios[k] runs reqs[map[k]] */
 };
 
@@ -110,6 +125,10 @@ static void conn_close(struct nconn *c, const char *why)
 	evloop_del_fd(s->ev, c->fd);
 	close(c->fd);
 	s->conns[c->idx] = NULL;
+	for (struct pend *p = c->pends; p; p = p->next) {
+		p->c = NULL; /* freed when its I/O is done */
+		p->pprev = NULL;
+	}
 	free(c->rx);
 	free(c->tx);
 	free(c);
@@ -572,12 +591,103 @@ static size_t put_reply(const struct nconn *c, const struct req *r, uint8_t *dst
 	return NBD_REPLY_SIZE + n;
 }
 
-/* run_batch - run the valid requests of reqs[0..n) and append every reply (read
- * data read straight into tx) in request order. -ENOMEM. */
+static struct pend *pend_new(struct nconn *c, const struct req *r, size_t buflen)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+
+	if (p && buflen && !(p->buf = malloc(buflen))) {
+		free(p);
+		return NULL;
+	}
+	if (p) {
+		p->c = c;
+		p->r = *r;
+	}
+	return p;
+}
+
+static void pend_free(struct pend *p)
+{
+	if (!p)
+		return;
+	if (p->pprev) { /* in its connection's list */
+		*p->pprev = p->next;
+		if (p->next)
+			p->next->pprev = p->pprev;
+	}
+	free(p->buf);
+	free(p);
+}
+
+/* pend_done - the backing-file I/O of a deferred command is done: queue its reply
+ * (the kick that follows sends it). */
+static void pend_done(void *arg, int err)
+{
+	struct pend *p = arg;
+	struct nconn *c = p ? p->c : NULL;
+
+	if (c) {
+		struct req *r = &p->r;
+		uint8_t *dst;
+
+		if (!r->err)
+			r->err = nbd_errno(err);
+		dst = tx_reserve(c, hdr_size(c, r) +
+					    (r->type == NBD_CMD_READ && !r->err ? r->len : 0));
+		if (dst)
+			c->tx_len += put_reply(c, r, dst, p->buf, r->type == NBD_CMD_READ);
+		else
+			c->failed = true;
+		if (r->err)
+			c->nerr++;
+		c->kicked = true;
+	}
+	pend_free(p);
+}
+
+/* defer - the command of ios[j] (request @r) is answered by pend_done. -ENOMEM. */
+static int defer(struct nconn *c, unsigned j, struct req *r)
+{
+	struct pend *p = c->pend[j] ? c->pend[j] : pend_new(c, r, 0);
+
+	c->pend[j] = NULL;
+	if (p) {
+		p->r = *r;
+		p->next = c->pends;
+		p->pprev = &c->pends;
+		if (c->pends)
+			c->pends->pprev = &p->next;
+		c->pends = p;
+	}
+	nbd_export_wait_arm(c->ios[j].wait, pend_done, p);
+	return p ? 0 : -ENOMEM;
+}
+
+/* stall - ios[from..m) were not started: parse their requests again once the
+ * export's file I/O has moved on. Returns the number of requests to answer now. */
+static unsigned stall(struct nconn *c, unsigned from, unsigned m)
+{
+	unsigned k = c->map[from];
+
+	for (unsigned j = from; j < m; j++) {
+		pend_free(c->pend[j]);
+		c->pend[j] = NULL;
+	}
+	c->rx_off = c->reqs[k].at;
+	c->skip = 0; /* an oversized write after it is parsed again too */
+	c->stalled = true;
+	return k;
+}
+
+/* run_batch - run the valid requests of reqs[0..n) and append their replies (read
+ * data read straight into tx) in request order, except those deferred for file
+ * I/O, which are answered when it is done, and those not started (stall). Returns
+ * the number of requests handled, or -ENOMEM. */
 static int run_batch(struct nconn *c, unsigned n)
 {
 	size_t need = 0, w = 0, rd = 0;
 	unsigned m = 0, nrun, k = 0;
+	int rc = 0;
 	uint8_t *base;
 
 	for (unsigned i = 0; i < n; i++)
@@ -591,30 +701,56 @@ static int run_batch(struct nconn *c, unsigned n)
 		size_t data = r->type == NBD_CMD_READ && !r->err ? r->len : 0;
 
 		if (!r->err) {
-			c->ios[m] = (struct nbd_io){
+			struct nbd_io *io = &c->ios[m];
+
+			*io = (struct nbd_io){
 				.type = r->type, .flags = r->flags & ~NBD_CMD_FLAG_DF,
 				.off = r->off, .len = r->len,
 				.buf = r->type == NBD_CMD_READ ? base + rd + hdr_size(c, r)
 							       : (void *)r->payload,
 			};
+			c->pend[m] = NULL;
+			if (data && nbd_export_in_file(c->ex, r->off, r->len)) {
+				/* may be read through the ring: a buffer that stays */
+				c->pend[m] = pend_new(c, r, data);
+				if (!c->pend[m]) {
+					for (unsigned j = 0; j < m; j++)
+						pend_free(c->pend[j]);
+					return -ENOMEM;
+				}
+				io->buf = c->pend[m]->buf;
+				io->stable = true;
+			}
 			c->map[m++] = i;
 		}
 		rd += hdr_size(c, r) + data;
 	}
-	if (m)
-		nbd_export_run(c->ex, c->ios, m);
-	nrun = m;
-	for (unsigned j = 0; j < nrun; j++)
+	nrun = m ? nbd_export_run(c->ex, c->ios, m) : 0;
+	if (nrun < m)
+		n = stall(c, nrun, m);
+	for (unsigned j = 0; j < nrun; j++) {
 		c->reqs[c->map[j]].err = nbd_errno(c->ios[j].err);
-	/* the replies, moved down over the room of failed reads' data */
+		c->reqs[c->map[j]].deferred = c->ios[j].wait != NULL;
+	}
+	/* the replies, moved down over the room of failed and deferred reads' data */
 	rd = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct req *r = &c->reqs[i];
 		bool ran = k < nrun && c->map[k] == i;
 		size_t data = r->type == NBD_CMD_READ && ran ? r->len : 0;
+		struct pend *p = ran ? c->pend[k] : NULL;
 
+		if (ran && r->deferred) {
+			rd += hdr_size(c, r) + data;
+			k++;
+			continue;
+		}
+		w += put_reply(c, r, base + w, p ? p->buf : base + rd + hdr_size(c, r), data);
+		if (p) { /* a stable buffer it did not need after all */
+			pend_free(p);
+			c->pend[k] = NULL;
+		}
 		k += ran;
-		w += put_reply(c, r, base + w, base + rd + hdr_size(c, r), data);
 		if (r->err) {
 			c->nerr++;
 			log_dbg("conn %u: cmd %u off %llu len %u: error %u", c->id, r->type,
@@ -624,7 +760,11 @@ static int run_batch(struct nconn *c, unsigned n)
 	}
 	c->tx_len += w;
 	c->nreq += n;
-	return 0;
+	/* now that tx is settled, the deferred ones (done may run at once) */
+	for (unsigned j = 0; j < nrun; j++)
+		if (c->ios[j].wait && defer(c, j, &c->reqs[c->map[j]]) && !rc)
+			rc = -ENOMEM;
+	return rc ? rc : (int)n;
 }
 
 /* trans_step - parse the requests buffered (up to a batch) and run them: 1 some
@@ -664,7 +804,7 @@ static int trans_step(struct nconn *c)
 		*r = (struct req){
 			.flags = wire_get16(p + 4), .type = wire_get16(p + 6),
 			.cookie = wire_get64(p + 8), .off = wire_get64(p + 16),
-			.len = wire_get32(p + 24),
+			.len = wire_get32(p + 24), .at = c->rx_off,
 		};
 		if (r->type == NBD_CMD_WRITE && r->len > NBD_MAX_PAYLOAD) {
 			/* refuse it, but stay in step: discard its payload */
@@ -692,9 +832,16 @@ static int trans_step(struct nconn *c)
 			read_bytes += r->len;
 		n++;
 	}
-	if (n && run_batch(c, n)) {
-		conn_close(c, "out of memory for replies");
-		return -1;
+	if (n) {
+		int rc = run_batch(c, n);
+
+		if (rc < 0) {
+			conn_close(c, "out of memory for replies");
+			return -1;
+		}
+		if ((unsigned)rc < n) /* stalled: the rest (and a DISC) is parsed again */
+			disc = false;
+		n = (unsigned)rc;
 	}
 	if (disc) {
 		log_dbg("conn %u: NBD_CMD_DISC", c->id);
@@ -711,7 +858,7 @@ static void serve(struct nconn *c)
 	uint32_t want;
 	int rc = 1;
 
-	while (c->st != CS_CLOSING && c->tx_len - c->tx_off <= TX_HIGH) {
+	while (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH) {
 		rc = c->st == CS_TRANS ? trans_step(c) : nego_step(c);
 		if (rc < 0)
 			return; /* closed */
@@ -723,12 +870,12 @@ static void serve(struct nconn *c)
 		conn_close(c, rc == -EPIPE || rc == -ECONNRESET ? NULL : strerror(-rc));
 		return;
 	}
-	if (c->st == CS_CLOSING && rc == 0) {
+	if (c->st == CS_CLOSING && rc == 0 && !c->pends) { /* DISC: after every reply */
 		conn_close(c, NULL);
 		return;
 	}
 	want = rc ? EPOLLOUT : 0;
-	if (c->st != CS_CLOSING && c->tx_len - c->tx_off <= TX_HIGH)
+	if (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH)
 		want |= EPOLLIN;
 	if (want != c->events) {
 		if (evloop_mod_fd(c->s->ev, c->fd, want) < 0) {
@@ -736,6 +883,26 @@ static void serve(struct nconn *c)
 			return;
 		}
 		c->events = want;
+	}
+}
+
+/* kick - an export's file I/O completed: send the deferred replies queued, retry
+ * the stalled commands. */
+static void kick(void *arg)
+{
+	struct nbd_server *s = arg;
+
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++) {
+		struct nconn *c = s->conns[i];
+
+		if (!c || !(c->stalled || c->kicked || c->failed))
+			continue;
+		if (c->failed) {
+			conn_close(c, "out of memory for a reply");
+			continue;
+		}
+		c->stalled = c->kicked = false;
+		serve(c);
 	}
 }
 
@@ -871,6 +1038,8 @@ int nbd_add_export(struct nbd_server *s, const struct config_export *e, char *wh
 		return -ENOSPC;
 	}
 	ex = nbd_export_new(s->b, e, s->cfg->run_dir, s->node_id);
+	if (ex)
+		nbd_export_set_kick(ex, kick, s);
 	if (!ex) {
 		snprintf(why, len, "cannot create export %s (see the borrower's log)", e->name);
 		return -EIO;
@@ -969,7 +1138,7 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 			rc = -EIO;
 			goto out_exports;
 		}
-		s->nexports++;
+		nbd_export_set_kick(s->exports[s->nexports++], kick, s);
 	}
 	snprintf(s->upath, sizeof(s->upath), "%s", self->nbd_socket);
 	s->ufd = net_listen_unix(s->upath);

@@ -31,8 +31,15 @@ struct nbd_io {
 	uint64_t off;
 	uint32_t len;
 	void *buf;          /* READ: destination, WRITE: source (@len bytes) */
-	int err;            /* out: 0 or -errno (-EIO, -ENOSPC) */
+	bool stable;        /* READ: @buf stays valid until the command is done, so
+			     * blocks in the backing file are read through the ring */
+	int err;            /* out: 0 or -errno (-EIO, -ENOSPC) of the part done */
+	struct nbd_wait *wait; /* out: backing-file I/O still in flight (then arm it) */
 };
+
+struct nbd_wait;
+/* called once the file I/O of a command is done, @err 0 or -EIO */
+typedef void nbd_done_fn(void *arg, int err);
 
 /* nbd_export_new - the export of @cfg: a borrower client named after it with a
  * persistent pool, and a sparse backing file in @run_dir (created empty, removed by
@@ -46,11 +53,25 @@ uint64_t nbd_export_size(const struct nbd_export *ex);
 /* nbd_export_info - name, size, target and where the blocks are, for EXPORT_REPLY
  * (conns and runtime are the server's to fill). */
 void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out);
-/* nbd_export_run - execute @n commands with the effect of running them in order
- * (pages of several commands go to the store in one batch); each err is set. When
- * it returns, every successful write is in remote memory or in the backing file,
- * and FLUSH / FUA writes have been synced to the backing file. */
-void nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);
+/* nbd_export_run - start @n commands with the effect of running them in order
+ * (pages of several commands go to the store in one batch). Returns how many were
+ * started: the first one not started touches blocks with backing-file I/O in
+ * flight (or is a FLUSH while file writes are in flight) and must be given again,
+ * with those after it, after the export's kick. For each started command err says
+ * how the part done so far went; if wait is set, file I/O is still in flight and
+ * the caller must nbd_export_wait_arm it (its buffers stay as they are until then).
+ * A command without wait is complete: its writes are in remote memory or in the
+ * backing file, a FLUSH or FUA command's data has been synced to the file. */
+unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);
+/* nbd_export_wait_arm - call @done(@arg, err) when the file I/O of @w is done (at
+ * once if it already is); @w is freed after. Done in the event loop. */
+void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg);
+/* nbd_export_in_file - some block of [@off, @off + @len) is in the backing file or
+ * has file I/O in flight: a READ there wants a stable buffer. */
+bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len);
+/* nbd_export_set_kick - @kick(@arg) runs after completions were handled (commands
+ * that were not started may go now). */
+void nbd_export_set_kick(struct nbd_export *ex, void (*kick)(void *), void *arg);
 
 /* nbd.c: exports at run time (called by nbd-ctl.c). Each returns 0 or -errno
  * with a one-line reason in @why. */
