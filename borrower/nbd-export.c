@@ -672,6 +672,18 @@ uint64_t nbd_export_size(const struct nbd_export *ex)
 	return ex->size;
 }
 
+uint64_t nbd_export_zero_run(const struct nbd_export *ex, uint64_t off, uint64_t len,
+			     bool *zero)
+{
+	uint64_t b = off / PAGE, end = off + len, at;
+
+	*zero = state_of(ex, b) == BLK_ZERO;
+	for (at = (b + 1) * PAGE; at < end; at += PAGE)
+		if ((state_of(ex, at / PAGE) == BLK_ZERO) != *zero)
+			break;
+	return (at < end ? at : end) - off;
+}
+
 void nbd_export_set_kick(struct nbd_export *ex, void (*kick)(void *), void *arg)
 {
 	ex->kick = kick;

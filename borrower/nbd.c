@@ -73,6 +73,8 @@ struct nconn {
 	bool no_zeroes;                /* client set NBD_FLAG_C_NO_ZEROES */
 	bool strict_align;             /* client asked for block sizes: enforce minimum */
 	bool structured;               /* NBD_OPT_STRUCTURED_REPLY acknowledged */
+	struct nbd_export *meta_ex;    /* export base:allocation was set for */
+	bool meta_alloc;               /* BLOCK_STATUS may be used (after GO) */
 	struct nbd_export *ex;
 	uint8_t *rx;                   /* unparsed bytes are rx[rx_off, rx_len) */
 	size_t rx_cap, rx_off, rx_len;
@@ -260,6 +262,7 @@ static int opt_error(struct nconn *c, uint32_t opt, uint32_t type, const char *m
 static void enter_transmission(struct nconn *c, struct nbd_export *ex, bool strict)
 {
 	c->ex = ex;
+	c->meta_alloc = c->meta_ex == ex; /* a context set for another export is void */
 	c->strict_align = strict;
 	c->st = CS_TRANS;
 	log_info("conn %u (%s): export %s (%llu bytes)", c->id, c->peer, nbd_export_name(ex),
@@ -315,6 +318,54 @@ static int opt_info(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t le
 	if (!rc && opt == NBD_OPT_GO)
 		enter_transmission(c, ex, want_bs);
 	return rc;
+}
+
+/* opt_meta - NBD_OPT_LIST_META_CONTEXT and SET_META_CONTEXT: u32 name length, name,
+ * u32 query count, queries (u32 length, string). The one context is
+ * base:allocation; LIST with no query or the query "base:" lists it. */
+static int opt_meta(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+{
+	static const char ctx[] = NBD_META_BASE_ALLOCATION;
+	uint32_t nlen, nq, at;
+	struct nbd_export *ex;
+	bool match = false;
+	int rc = 0;
+
+	if (opt == NBD_OPT_SET_META_CONTEXT && !c->structured)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "structured replies first");
+	if (len < 8 || (nlen = wire_get32(d)) > len - 8)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed request");
+	nq = wire_get32(d + 4 + nlen);
+	at = 8 + nlen;
+	for (uint32_t i = 0; i < nq; i++) {
+		uint32_t ql;
+
+		if (len - at < 4 || (ql = wire_get32(d + at)) > len - at - 4)
+			return opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed query");
+		if ((ql == sizeof(ctx) - 1 && !memcmp(d + at + 4, ctx, ql)) ||
+		    (opt == NBD_OPT_LIST_META_CONTEXT && ql == 5 && !memcmp(d + at + 4, "base:", 5)))
+			match = true;
+		at += 4 + ql;
+	}
+	if (at != len)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "length does not match");
+	ex = find_export(c->s, d + 4, nlen);
+	if (!ex)
+		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+	if (opt == NBD_OPT_LIST_META_CONTEXT && !nq)
+		match = true;
+	if (opt == NBD_OPT_SET_META_CONTEXT) {
+		c->meta_ex = match ? ex : NULL;
+		c->meta_alloc = false;
+	}
+	if (match) {
+		uint8_t b[4 + sizeof(ctx)];
+
+		wire_put32(b, 1); /* context id */
+		memcpy(b + 4, ctx, sizeof(ctx) - 1);
+		rc = opt_reply(c, opt, NBD_REP_META_CONTEXT, b, 4 + sizeof(ctx) - 1);
+	}
+	return rc ? rc : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
 static int opt_list(struct nconn *c, uint32_t opt, uint32_t len)
@@ -417,6 +468,10 @@ static int nego_step(struct nconn *c)
 	case NBD_OPT_GO:
 		rc = opt_info(c, opt, p, len);
 		break;
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		rc = opt_meta(c, opt, p, len);
+		break;
 	case NBD_OPT_STRUCTURED_REPLY:
 		if (len) {
 			rc = opt_error(c, opt, NBD_REP_ERR_INVALID, "takes no data");
@@ -459,6 +514,11 @@ static uint32_t validate(const struct nconn *c, const struct req *r)
 		break;
 	case NBD_CMD_FLUSH:
 		return r->flags & ~allowed ? NBD_EINVAL : 0;
+	case NBD_CMD_BLOCK_STATUS:
+		if (!c->meta_alloc || !r->len)
+			return NBD_EINVAL;
+		allowed = NBD_CMD_FLAG_REQ_ONE;
+		break;
 	default:
 		return NBD_EINVAL; /* unknown command */
 	}
@@ -492,8 +552,12 @@ static uint32_t nbd_errno(int err)
 /* hdr_size - bytes reserved in tx ahead of request @r's data: a simple reply
  * header, or for a structured read the OFFSET_DATA chunk header (an error chunk
  * without message fits in it too). */
+#define BS_MAX_EXTENTS 64u /* extents in one BLOCK_STATUS reply */
+
 static size_t hdr_size(const struct nconn *c, const struct req *r)
 {
+	if (r->type == NBD_CMD_BLOCK_STATUS && c->structured)
+		return NBD_CHUNK_HDR_SIZE + 4 + 8 * BS_MAX_EXTENTS;
 	return c->structured && r->type == NBD_CMD_READ ? NBD_CHUNK_HDR_SIZE + 8
 							: NBD_REPLY_SIZE;
 }
@@ -565,6 +629,30 @@ static size_t put_read_chunks(const struct req *r, uint8_t *dst, const uint8_t *
 	return w;
 }
 
+/* put_block_status - the base:allocation extents of [off, off + len) of request
+ * @r (at most BS_MAX_EXTENTS, one with REQ_ONE; they may cover less than len). */
+static size_t put_block_status(const struct nconn *c, const struct req *r, uint8_t *dst)
+{
+	uint64_t off = r->off, end = r->off + r->len;
+	unsigned n = 0, max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : BS_MAX_EXTENTS;
+	uint8_t *e = dst + NBD_CHUNK_HDR_SIZE + 4;
+
+	while (off < end && n < max) {
+		bool zero;
+		uint64_t run = nbd_export_zero_run(c->ex, off, end - off, &zero);
+
+		if (run > UINT32_MAX - NBD_BLOCK_PREF + 1) /* lengths are u32 */
+			run = UINT32_MAX - NBD_BLOCK_PREF + 1;
+		wire_put32(e + 8 * n, (uint32_t)run);
+		wire_put32(e + 8 * n + 4, zero ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0);
+		off += run;
+		n++;
+	}
+	put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, r->cookie, 4 + 8 * n);
+	wire_put32(dst + NBD_CHUNK_HDR_SIZE, 1); /* the context id of base:allocation */
+	return NBD_CHUNK_HDR_SIZE + 4 + 8 * n;
+}
+
 /* put_reply - the reply of request @r at @dst; a read's data (if it ran and
  * succeeded) is at @data. Returns the bytes written. */
 static size_t put_reply(const struct nconn *c, const struct req *r, uint8_t *dst,
@@ -572,7 +660,9 @@ static size_t put_reply(const struct nconn *c, const struct req *r, uint8_t *dst
 {
 	size_t n = 0;
 
-	if (c->structured && r->type == NBD_CMD_READ) {
+	if (c->structured && r->type == NBD_CMD_BLOCK_STATUS && !r->err)
+		return put_block_status(c, r, dst);
+	if (c->structured && (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS)) {
 		if (!r->err)
 			return put_read_chunks(r, dst, data);
 		put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, r->cookie, 6);
@@ -700,7 +790,7 @@ static int run_batch(struct nconn *c, unsigned n)
 		struct req *r = &c->reqs[i];
 		size_t data = r->type == NBD_CMD_READ && !r->err ? r->len : 0;
 
-		if (!r->err) {
+		if (!r->err && r->type != NBD_CMD_BLOCK_STATUS) {
 			struct nbd_io *io = &c->ios[m];
 
 			*io = (struct nbd_io){

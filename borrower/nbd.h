@@ -69,6 +69,11 @@ void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg);
 /* nbd_export_in_file - some block of [@off, @off + @len) is in the backing file or
  * has file I/O in flight: a READ there wants a stable buffer. */
 bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len);
+/* nbd_export_zero_run - the length (<= @len) of the run from @off whose blocks all
+ * read as zeros because nothing is stored (never written, trimmed), *@zero = true,
+ * or all hold data, *@zero = false. For NBD_CMD_BLOCK_STATUS. */
+uint64_t nbd_export_zero_run(const struct nbd_export *ex, uint64_t off, uint64_t len,
+			     bool *zero);
 /* nbd_export_set_kick - @kick(@arg) runs after completions were handled (commands
  * that were not started may go now). */
 void nbd_export_set_kick(struct nbd_export *ex, void (*kick)(void *), void *arg);

@@ -38,6 +38,10 @@ for o in 0 2 4 6 8 10 12 14 17 20 25 30; do head -c 1M /dev/urandom | dd of="$W/
 nbdcopy --flush "$W/sparse.bin" "$(uri_unix vol2)" || fail "nbdcopy sparse in"
 nbdcopy "$(uri_unix vol2)" "$W/out.bin" || fail "nbdcopy sparse out"
 cmp "$W/sparse.bin" "$W/out.bin" || fail "sparse copy differs"
+nbdinfo --map "$(uri_unix vol2)" >"$W/map.txt" || fail "nbdinfo --map"
+grep -q "hole,zero" "$W/map.txt" && grep -q "data" "$W/map.txt" ||
+	fail "block status map of vol2: $(head -5 "$W/map.txt")"
+echo "vol2 map: $(wc -l <"$W/map.txt") extents, e.g. $(head -2 "$W/map.txt" | tr '\n\t' '; ')"
 ctl --json export list >"$W/list.json" || fail "export list"
 $PY - "$W/list.json" <<'PY' || fail "export list: wrong contents"
 import json, sys

@@ -38,9 +38,11 @@ def expect_err(what, fn, want):
 # ------------------------------------------------------------------ libnbd
 h = nbd.NBD()
 h.set_strict_mode(0)  # let bad requests through to the server
+h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
 h.connect_uri("nbd+unix:///%s?socket=%s" % (export, sock_path))
 check(h.get_size() == size, "size %d" % h.get_size())
 check(h.get_structured_replies_negotiated(), "structured replies negotiated")
+check(h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), "base:allocation negotiated")
 check(h.get_block_size(nbd.SIZE_MINIMUM) == 512, "minimum block size 512")
 check(h.get_block_size(nbd.SIZE_PREFERRED) == 4096, "preferred block size 4096")
 check(h.get_block_size(nbd.SIZE_MAXIMUM) == 32 << 20, "maximum block size 32M")
@@ -138,6 +140,33 @@ data, got = chunks_of(1024, H + 5 * 4096 + 512)
 check(data == d2[512:1536] and [c[0] for c in got] == [nbd.READ_DATA],
       "unaligned read -> data chunk")
 
+# block status (base:allocation): holes where nothing is stored, data elsewhere
+def extents(count, off, flags=0):
+    got = []
+
+    def cb(meta, offset, ents, err):
+        if meta == nbd.CONTEXT_BASE_ALLOCATION:
+            got.extend(zip(ents[0::2], ents[1::2]))
+        return 0
+    h.block_status(count, off, cb, flags)
+    return got
+
+
+H2 = 16 << 20
+h.pwrite(os.urandom(8192), H2 + 4096)
+h.pwrite(os.urandom(4096), H2 + 5 * 4096)
+got = extents(8 * 4096, H2)
+check(got == [(4096, 3), (8192, 0), (8192, 3), (4096, 0), (8192, 3)],
+      "block status: hole, data, hole, data, hole (%s)" % got)
+got = extents(8 * 4096, H2, nbd.CMD_FLAG_REQ_ONE)
+check(got == [(4096, 3)], "block status REQ_ONE -> one extent (%s)" % got)
+got = extents(1024, H2 + 4096 + 512)
+check(got == [(1024, 0)], "block status inside a data block (%s)" % got)
+expect_err("block status beyond the end", lambda: extents(4096, size), errno.EINVAL)
+h.trim(8192, H2 + 4096)
+got = extents(8 * 4096, H2)
+check(got == [(5 * 4096, 3), (4096, 0), (8192, 3)], "block status after trim (%s)" % got)
+
 # pipelined commands: many in flight at once, answered correctly
 bufs = {}
 for i in range(64):
@@ -164,6 +193,7 @@ check(h2.pread(4096, 0) == pat, "data persists across connections")
 expect_err("DF flag without structured replies",
            lambda: h2.pread(4096, 0, nbd.CMD_FLAG_DF), errno.EINVAL)
 expect_err("simple reply error", lambda: h2.pread(4096, size), errno.EINVAL)
+check(not h2.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), "no meta context without asking")
 h2.shutdown()
 
 # ------------------------------------------------------------------ raw socket
@@ -212,6 +242,21 @@ ERR = 1 << 31
 s = connect()
 option(s, 99)
 check(reply(s)[1] == ERR + 1, "unknown option -> NBD_REP_ERR_UNSUP")
+q = struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 1)
+q += struct.pack(">I", 15) + b"base:allocation"
+option(s, 10, q)
+check(reply(s)[1] == ERR + 3, "SET_META_CONTEXT before structured replies -> INVALID")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 0))
+_, typ, data = reply(s)
+check(typ == 4 and data == struct.pack(">I", 1) + b"base:allocation" and reply(s)[1] == 1,
+      "LIST_META_CONTEXT -> base:allocation, ACK")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 1) +
+       struct.pack(">I", 9) + b"qemu:junk")
+check(reply(s)[1] == 1, "LIST_META_CONTEXT of an unknown context -> ACK only")
+option(s, 9, struct.pack(">I", 7) + b"nothere" + struct.pack(">I", 0))
+check(reply(s)[1] == ERR + 6, "LIST_META_CONTEXT of an unknown export -> UNKNOWN")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 2))
+check(reply(s)[1] == ERR + 3, "malformed LIST_META_CONTEXT -> INVALID")
 option(s, 8, b"x")  # structured replies take no data
 check(reply(s)[1] == ERR + 3, "STRUCTURED_REPLY with data -> NBD_REP_ERR_INVALID")
 option(s, 3, b"junk")
