@@ -1272,6 +1272,10 @@ out_unix:
 out_exports:
 	for (unsigned i = 0; i < s->nexports; i++)
 		nbd_export_free(s->exports[i]);
+	if (!s->nexports && rc != -EIO) { /* nothing configured: run without NBD */
+		log_warn("no NBD server (and no rtmemctl export): %s", strerror(-rc));
+		rc = 0;
+	}
 	free(s);
 	return rc;
 }
