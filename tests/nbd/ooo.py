@@ -16,27 +16,13 @@ import struct
 import sys
 
 import nbd
+from nbdcheck import check, failures, recvall
 
 sock_path, export, remote = sys.argv[1], sys.argv[2], int(sys.argv[3])
-failures = []
 REQ, SIMPLE = 0x25609513, 0x67446698
 READ, WRITE, FLUSH = 0, 1, 3
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-
-
-def recvall(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise EOFError
-        b += d
-    return b
 
 
 def stamp(off):  # the expected content of a block written by this test

@@ -14,15 +14,10 @@ import struct
 import sys
 
 import nbd
+from nbdcheck import check, failures, recvall
 
 sock_path, export, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def expect_err(what, fn, want):
@@ -210,15 +205,6 @@ def connect(flags=1):
     s.sendall(struct.pack(">I", flags))
     return s
 
-
-def recvall(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise EOFError
-        b += d
-    return b
 
 
 def option(s, opt, data=b""):
