@@ -7,7 +7,8 @@
 # Raw socket: a WRITE to the file sent together with READs of remote blocks gets
 # its reply after theirs (retried a few times: the READs must arrive in the same
 # receive), a READ of the block just written returns the new data, a FLUSH is
-# answered after every write before it. libnbd: hundreds of mixed aio commands in
+# answered after every write before it; clients that vanish with file writes in
+# flight leave the server healthy and each block new or untouched. libnbd: hundreds of mixed aio commands in
 # flight, every reply checked against its request's data.
 import os
 import random
@@ -101,6 +102,24 @@ want[999] = None
 order = replies(s, want)
 check(order[-1] == 999, "FLUSH answered after the 16 writes before it")
 s.sendall(req(2, 0, 0, 0))  # DISC
+s.close()
+
+# a client that vanishes with file writes in flight: their completions find no
+# connection; each block then holds the new data or (never applied) zeros
+vb = nfile + 300
+for _ in range(3):
+    s = connect()
+    s.sendall(b"".join(req(WRITE, i, (vb + i) * 4096, 4096, stamp((vb + i) * 4096))
+                       for i in range(64)) + req(READ, 99, 0, 4096))
+    s.close()
+s = connect()
+s.sendall(b"".join(req(READ, i, (vb + i) * 4096, 4096) for i in range(64)))
+got = {}
+for _ in range(64):
+    magic, err, cookie = struct.unpack(">IIQ", recvall(s, 16))
+    got[cookie] = recvall(s, 4096)
+check(all(got[i] in (stamp((vb + i) * 4096), bytes(4096)) for i in range(64)),
+      "writes of vanished clients: new data or zeros, server still answers")
 s.close()
 
 # libnbd: many commands in flight, mixed, each reply checked
