@@ -8,8 +8,9 @@
 # its reply after theirs (retried a few times: the READs must arrive in the same
 # receive), a READ of the block just written returns the new data, a FLUSH is
 # answered after every write before it; clients that vanish with file writes in
-# flight leave the server healthy and each block new or untouched. libnbd: hundreds of mixed aio commands in
-# flight, every reply checked against its request's data.
+# flight leave the server healthy and each block new or untouched. libnbd:
+# hundreds of mixed aio commands in flight, every reply checked against its
+# request's data.
 import os
 import random
 import socket
