@@ -123,7 +123,9 @@ struct config_node;
 
 /* nbd_start - create the exports of the config served by node @self (each a client
  * with a persistent pool) and listen for NBD clients on self->nbd_socket and, if
- * set, TCP self->nbd_host:nbd_port. *@out is NULL when there is nothing to serve. */
+ * set, TCP self->nbd_host:nbd_port, and for `rtmemctl export` on <nbd_socket>.ctl
+ * (served even with no export configured: exports can be added at run time; if
+ * its sockets cannot be made then, the borrower runs without NBD, with a warning). */
 int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 	      const struct config_node *self, struct nbd_server **out);
 /* nbd_stop - close every NBD connection and the sockets, free the exports. */

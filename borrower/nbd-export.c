@@ -11,14 +11,26 @@
  * consecutive commands go to the store in one borrower_tmem batch: a page written
  * earlier in the batch must be settled (its put may fall back to the file) before
  * the same page is read or written again, so such a conflict ends the batch.
+ *
+ * The backing file is written (and, into buffers the caller keeps, read) through
+ * io_uring: a command with file I/O still in flight is answered later, when its
+ * completions arrive on the ring's eventfd in the borrower's event loop (struct
+ * nbd_wait), so the remote-memory commands behind it do not wait. A block with file
+ * I/O in flight is marked BLK_BUSY in the map; a command touching such a block
+ * (or a FLUSH while file writes or syncs are in flight) is not started:
+ * nbd_export_run stops there and the server gives it again after a completion.
+ * Written pages are copied for the ring (the caller's payload buffer is reused).
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "borrower/borrower-core.h"
@@ -30,8 +42,30 @@
 #define PAGE ((uint64_t)RTM_PAGE_SIZE)
 #define BATCH_MAX 1024u
 #define SET_SLOTS 4096u /* open-addressing set of blocks written in the batch */
+#define RING_QD 256u
+#define INFLIGHT_MAX 4096u /* file ops in flight per export; beyond, I/O is synchronous */
 
 enum blk_state { BLK_ZERO = 0, BLK_REMOTE = 1, BLK_FILE = 2, BLK_BAD = 3 };
+#define BLK_STATE 0x03u
+#define BLK_BUSY 0x80u /* map flag: backing-file I/O in flight on the block */
+
+/* The file I/O of one command still in flight. */
+struct nbd_wait {
+	unsigned pending;           /* ring ops not completed */
+	int err;                    /* first error of those */
+	nbd_done_fn *done;          /* set by nbd_export_wait_arm */
+	void *arg;
+};
+
+enum fop_kind { FOP_WRITE, FOP_READ, FOP_SYNC };
+
+/* One ring operation (its user_data). */
+struct fop {
+	struct nbd_wait *w;
+	enum fop_kind kind;
+	uint64_t blk;
+	void *page;                 /* FOP_WRITE: our copy, freed on completion */
+};
 
 struct bmeta {
 	struct nbd_io *io; /* command the page belongs to (errors go there) */
@@ -43,12 +77,19 @@ struct nbd_export {
 	struct bclient *c;
 	uint32_t pool;
 	char name[CONFIG_NAME_LEN];
-	uint64_t size, nblocks;
+	uint64_t size, nblocks, target;
 	uint8_t *map;                   /* enum blk_state per block */
 	uint64_t count[4];              /* blocks in each state */
 	int fd;                         /* backing file */
 	char path[CONFIG_PATH_LEN + 64];
 	bool dirty;                     /* file written since the last fdatasync */
+	struct io_uring ring;
+	int efd;                        /* eventfd of the ring's completions */
+	unsigned inflight;              /* ring ops in flight */
+	unsigned inflight_writes;       /* of which writes and syncs (a FLUSH waits) */
+	unsigned unsubmitted;           /* SQEs prepared, not yet submitted */
+	void (*kick)(void *);           /* after completions: stalled commands may go */
+	void *kick_arg;
 	unsigned nops;                  /* the batch: */
 	struct tmem_op ops[BATCH_MAX];
 	struct bmeta meta[BATCH_MAX];
@@ -61,11 +102,16 @@ static const uint8_t zero_page[RTM_PAGE_SIZE];
 
 /* ------------------------------------------------ block map and backing file */
 
+static enum blk_state state_of(const struct nbd_export *ex, uint64_t blk)
+{
+	return (enum blk_state)(ex->map[blk] & BLK_STATE);
+}
+
 static void set_state(struct nbd_export *ex, uint64_t blk, enum blk_state st)
 {
-	ex->count[ex->map[blk]]--;
+	ex->count[state_of(ex, blk)]--;
 	ex->count[st]++;
-	ex->map[blk] = (uint8_t)st;
+	ex->map[blk] = (uint8_t)((ex->map[blk] & BLK_BUSY) | st);
 }
 
 static void seterr(struct nbd_io *io, int err)
@@ -141,6 +187,195 @@ static int file_sync(struct nbd_export *ex)
 	return 0;
 }
 
+/* ------------------------------------------------ the ring */
+
+static struct nbd_wait *wait_of(struct nbd_io *io)
+{
+	if (!io->wait)
+		io->wait = calloc(1, sizeof(*io->wait));
+	return io->wait;
+}
+
+static void wait_finish(struct nbd_wait *w)
+{
+	if (w->pending || !w->done)
+		return;
+	w->done(w->arg, w->err);
+	free(w);
+}
+
+/* fop_start - an SQE for a new op of @io on block @blk, or NULL (the ring is full,
+ * too much is in flight, out of memory): the caller does the I/O synchronously. */
+static struct io_uring_sqe *fop_start(struct nbd_export *ex, struct nbd_io *io,
+				      enum fop_kind kind, uint64_t blk, void *page)
+{
+	struct io_uring_sqe *sqe;
+	struct fop *f;
+
+	if (ex->inflight >= INFLIGHT_MAX || !wait_of(io))
+		return NULL;
+	sqe = io_uring_get_sqe(&ex->ring);
+	if (!sqe && io_uring_submit(&ex->ring) >= 0) {
+		ex->unsubmitted = 0;
+		sqe = io_uring_get_sqe(&ex->ring);
+	}
+	f = sqe ? malloc(sizeof(*f)) : NULL;
+	if (!f) {
+		if (sqe) /* give the SQE back as a no-op without completion handling */
+			io_uring_prep_nop(sqe), io_uring_sqe_set_data(sqe, NULL);
+		return NULL;
+	}
+	*f = (struct fop){ .w = io->wait, .kind = kind, .blk = blk, .page = page };
+	io_uring_sqe_set_data(sqe, f);
+	io->wait->pending++;
+	ex->inflight++;
+	ex->unsubmitted++;
+	if (kind != FOP_READ)
+		ex->inflight_writes++;
+	if (kind != FOP_SYNC)
+		ex->map[blk] |= BLK_BUSY;
+	return sqe;
+}
+
+/* file_write_async - block @blk (@buf, copied) to the file through the ring; the
+ * map says BLK_FILE at once (BLK_BAD if the write fails). Synchronous if the ring
+ * cannot take it. */
+static int file_write_async(struct nbd_export *ex, struct nbd_io *io, uint64_t blk,
+			    const void *buf)
+{
+	void *page = malloc(PAGE);
+	struct io_uring_sqe *sqe = page ? fop_start(ex, io, FOP_WRITE, blk, page) : NULL;
+
+	if (!sqe) {
+		free(page);
+		return file_write(ex, blk, buf);
+	}
+	memcpy(page, buf, PAGE);
+	io_uring_prep_write(sqe, ex->fd, page, (unsigned)PAGE, blk * PAGE);
+	if (io->flags & NBD_CMD_FLAG_FUA)
+		sqe->rw_flags = RWF_DSYNC;
+	else
+		ex->dirty = true;
+	return 0;
+}
+
+/* file_read_async - block @blk into @buf (kept by the caller until done). */
+static int file_read_async(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, void *buf)
+{
+	struct io_uring_sqe *sqe = fop_start(ex, io, FOP_READ, blk, NULL);
+
+	if (!sqe)
+		return file_read(ex, blk, buf);
+	io_uring_prep_read(sqe, ex->fd, buf, (unsigned)PAGE, blk * PAGE);
+	return 0;
+}
+
+/* file_sync_async - fdatasync through the ring if the file is dirty; @io answers
+ * once it is done. */
+static int file_sync_async(struct nbd_export *ex, struct nbd_io *io)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ex->dirty)
+		return 0;
+	sqe = fop_start(ex, io, FOP_SYNC, 0, NULL);
+	if (!sqe)
+		return file_sync(ex);
+	io_uring_prep_fsync(sqe, ex->fd, IORING_FSYNC_DATASYNC);
+	ex->dirty = false; /* set again if the sync fails */
+	return 0;
+}
+
+static void fop_complete(struct nbd_export *ex, struct fop *f, int res)
+{
+	int err = 0;
+
+	ex->inflight--;
+	if (f->kind != FOP_READ)
+		ex->inflight_writes--;
+	if (f->kind != FOP_SYNC)
+		ex->map[f->blk] &= (uint8_t)~BLK_BUSY;
+	if (res < 0 || (f->kind != FOP_SYNC && res != (int)PAGE)) {
+		err = res < 0 ? res : -EIO;
+		log_err("export %s: %s %s%llu of %s: %s", ex->name,
+			f->kind == FOP_SYNC ? "fdatasync" : f->kind == FOP_READ ? "reading"
+										  : "writing",
+			f->kind == FOP_SYNC ? "" : "block ",
+			(unsigned long long)(f->kind == FOP_SYNC ? 0 : f->blk), ex->path,
+			res < 0 ? strerror(-res) : "short transfer");
+		if (f->kind == FOP_WRITE)
+			set_state(ex, f->blk, BLK_BAD);
+		if (f->kind == FOP_SYNC)
+			ex->dirty = true;
+		err = -EIO;
+	}
+	if (err && !f->w->err)
+		f->w->err = err;
+	f->w->pending--;
+	wait_finish(f->w);
+	free(f->page);
+	free(f);
+}
+
+/* reap - handle every completion on the ring. Returns how many. */
+static unsigned reap(struct nbd_export *ex)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n = 0;
+
+	while (io_uring_peek_cqe(&ex->ring, &cqe) == 0) {
+		struct fop *f = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&ex->ring, cqe);
+		if (f)
+			fop_complete(ex, f, res);
+		n++;
+	}
+	return n;
+}
+
+static void on_ring(struct evloop *ev, int fd, uint32_t events, void *arg)
+{
+	struct nbd_export *ex = arg;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("export %s: eventfd: %s", ex->name, strerror(errno));
+	if (reap(ex) && ex->kick)
+		ex->kick(ex->kick_arg);
+}
+
+static void ring_submit(struct nbd_export *ex)
+{
+	int rc;
+
+	if (!ex->unsubmitted)
+		return;
+	rc = io_uring_submit(&ex->ring);
+	if (rc < 0) /* the SQEs stay queued: the next submit retries them */
+		log_warn("export %s: io_uring_submit: %s", ex->name, strerror(-rc));
+	else
+		ex->unsubmitted = 0;
+}
+
+void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg)
+{
+	w->done = done;
+	w->arg = arg;
+	wait_finish(w);
+}
+
+bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len)
+{
+	uint64_t first = off / PAGE, end = (off + len + PAGE - 1) / PAGE;
+
+	for (uint64_t b = first; b < end; b++)
+		if (ex->map[b] & (BLK_BUSY | BLK_FILE))
+			return true;
+	return false;
+}
+
 /* ------------------------------------------------ the batch */
 
 static uint32_t slot_of(uint64_t blk)
@@ -190,10 +425,10 @@ static void batch_flush(struct nbd_export *ex)
 			break;
 		case TMEM_PUT:
 			if (!o->status) {
-				if (ex->map[m->blk] == BLK_FILE)
+				if (state_of(ex, m->blk) == BLK_FILE)
 					punch(ex, m->blk, 1);
 				set_state(ex, m->blk, BLK_REMOTE);
-			} else if (!file_write(ex, m->blk, o->page)) {
+			} else if (!file_write_async(ex, m->io, m->blk, o->page)) {
 				set_state(ex, m->blk, BLK_FILE);
 			} else {
 				set_state(ex, m->blk, BLK_BAD);
@@ -230,7 +465,7 @@ static void read_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, vo
 {
 	if (set_has(ex, blk)) /* written earlier in this batch: settle that first */
 		batch_flush(ex);
-	switch (ex->map[blk]) {
+	switch (state_of(ex, blk)) {
 	case BLK_ZERO:
 		memset(buf, 0, PAGE);
 		break;
@@ -238,7 +473,7 @@ static void read_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, vo
 		batch_add(ex, io, blk, TMEM_GET, buf);
 		break;
 	case BLK_FILE:
-		if (file_read(ex, blk, buf))
+		if (io->stable ? file_read_async(ex, io, blk, buf) : file_read(ex, blk, buf))
 			seterr(io, -EIO);
 		break;
 	default:
@@ -275,10 +510,8 @@ static void rmw_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, siz
 		return;
 	}
 	memcpy(page + from, src, n);
-	write_page(ex, &tmp, blk, page);
+	write_page(ex, io, blk, page); /* (a spill to the file copies the page) */
 	batch_flush(ex);
-	if (tmp.err)
-		seterr(io, tmp.err);
 }
 
 /* ------------------------------------------------ commands */
@@ -333,11 +566,11 @@ static void do_discard(struct nbd_export *ex, struct nbd_io *io)
 		rmw_page(ex, io, last, 0, (size_t)((io->off + io->len) % PAGE), NULL,
 			 zero_page);
 	for (uint64_t blk = first; blk < last; blk++) {
-		if (ex->map[blk] == BLK_ZERO && !set_has(ex, blk))
+		if (state_of(ex, blk) == BLK_ZERO && !set_has(ex, blk))
 			continue;
 		if (set_has(ex, blk))
 			batch_flush(ex);
-		switch (ex->map[blk]) {
+		switch (state_of(ex, blk)) {
 		case BLK_REMOTE:
 			batch_add(ex, io, blk, TMEM_FLUSH_PAGE, NULL);
 			break;
@@ -355,14 +588,41 @@ static void do_discard(struct nbd_export *ex, struct nbd_io *io)
 		punch(ex, punch_from, punch_to - punch_from);
 }
 
-void nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n)
+/* blocked - @io touches a block with file I/O in flight (after settling the pages
+ * of the batch it touches, whose puts may still go to the file), or is a FLUSH
+ * while file writes are in flight: it must not start yet. */
+static bool blocked(struct nbd_export *ex, const struct nbd_io *io)
 {
-	bool sync = false;
+	uint64_t first = io->off / PAGE, end = (io->off + io->len + PAGE - 1) / PAGE;
 
-	for (unsigned i = 0; i < n; i++) {
+	if (io->type == NBD_CMD_FLUSH) {
+		batch_flush(ex);
+		return ex->inflight_writes > 0;
+	}
+	if (!ex->inflight && !ex->nset)
+		return false;
+	for (uint64_t b = first; b < end && ex->nset; b++)
+		if (set_has(ex, b))
+			batch_flush(ex);
+	if (!ex->inflight)
+		return false;
+	for (uint64_t b = first; b < end; b++)
+		if (ex->map[b] & BLK_BUSY)
+			return true;
+	return false;
+}
+
+unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
 		struct nbd_io *io = &v[i];
 
 		io->err = 0;
+		io->wait = NULL;
+		if (io->type <= NBD_CMD_WRITE_ZEROES && blocked(ex, io))
+			break;
 		if (!io->len && io->type != NBD_CMD_FLUSH)
 			continue;
 		switch (io->type) {
@@ -382,22 +642,22 @@ void nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n)
 			do_discard(ex, io);
 			break;
 		case NBD_CMD_FLUSH:
-			batch_flush(ex);
-			if (file_sync(ex))
+			if (file_sync_async(ex, io))
 				io->err = -EIO;
 			break;
 		default:
 			io->err = -EINVAL;
 		}
-		if (io->flags & NBD_CMD_FLAG_FUA)
-			sync = true;
+		if ((io->flags & NBD_CMD_FLAG_FUA) && io->type != NBD_CMD_WRITE &&
+		    io->type != NBD_CMD_READ) { /* TRIM / WRITE_ZEROES: punched holes */
+			batch_flush(ex);
+			if (file_sync_async(ex, io))
+				seterr(io, -EIO);
+		}
 	}
 	batch_flush(ex);
-	if (sync && file_sync(ex)) {
-		for (unsigned i = 0; i < n; i++)
-			if (v[i].flags & NBD_CMD_FLAG_FUA)
-				seterr(&v[i], -EIO);
-	}
+	ring_submit(ex);
+	return i;
 }
 
 /* ------------------------------------------------ life cycle */
@@ -412,6 +672,34 @@ uint64_t nbd_export_size(const struct nbd_export *ex)
 	return ex->size;
 }
 
+uint64_t nbd_export_zero_run(const struct nbd_export *ex, uint64_t off, uint64_t len,
+			     bool *zero)
+{
+	uint64_t b = off / PAGE, end = off + len, at;
+
+	*zero = state_of(ex, b) == BLK_ZERO;
+	for (at = (b + 1) * PAGE; at < end; at += PAGE)
+		if ((state_of(ex, at / PAGE) == BLK_ZERO) != *zero)
+			break;
+	return (at < end ? at : end) - off;
+}
+
+void nbd_export_set_kick(struct nbd_export *ex, void (*kick)(void *), void *arg)
+{
+	ex->kick = kick;
+	ex->kick_arg = arg;
+}
+
+void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", ex->name);
+	out->size = ex->size;
+	out->target = ex->target;
+	out->remote_blocks = ex->count[BLK_REMOTE];
+	out->file_blocks = ex->count[BLK_FILE];
+}
+
 struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export *cfg,
 				  const char *run_dir, uint32_t node_id)
 {
@@ -424,8 +712,9 @@ struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export
 		return NULL;
 	}
 	ex->b = b;
-	ex->fd = -1;
+	ex->fd = ex->efd = -1;
 	ex->size = cfg->size;
+	ex->target = cfg->target_pages;
 	ex->nblocks = cfg->size / PAGE;
 	snprintf(ex->name, sizeof(ex->name), "%s", cfg->name);
 	ex->map = calloc(ex->nblocks, 1);
@@ -450,10 +739,23 @@ struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export
 		log_err("export %s: sizing %s: %s", ex->name, ex->path, strerror(errno));
 		goto out_close;
 	}
+	ex->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	rc = ex->efd < 0 ? -errno : io_uring_queue_init(RING_QD, &ex->ring, 0);
+	if (!rc) {
+		rc = io_uring_register_eventfd(&ex->ring, ex->efd);
+		if (!rc)
+			rc = evloop_add_fd(b->ev, ex->efd, EPOLLIN, on_ring, ex);
+		if (rc)
+			io_uring_queue_exit(&ex->ring);
+	}
+	if (rc) {
+		log_err("export %s: io_uring for the backing file: %s", ex->name, strerror(-rc));
+		goto out_close;
+	}
 	ex->c = borrower_client_attach(b, ex->name);
 	if (!ex->c) {
 		log_err("export %s: cannot attach a client: %s", ex->name, strerror(errno));
-		goto out_close;
+		goto out_ring;
 	}
 	if (cfg->target_pages) {
 		ex->c->fixed = true;
@@ -473,7 +775,12 @@ struct nbd_export *nbd_export_new(struct borrower *b, const struct config_export
 
 out_detach:
 	borrower_client_detach(b, ex->c);
+out_ring:
+	evloop_del_fd(b->ev, ex->efd);
+	io_uring_queue_exit(&ex->ring);
 out_close:
+	if (ex->efd >= 0)
+		close(ex->efd);
 	close(ex->fd);
 	unlink(ex->path);
 out_free_map:
@@ -490,6 +797,19 @@ void nbd_export_free(struct nbd_export *ex)
 	log_info("export %s: closing with %llu blocks remote, %llu in the backing file",
 		 ex->name, (unsigned long long)ex->count[BLK_REMOTE],
 		 (unsigned long long)ex->count[BLK_FILE]);
+	while (ex->inflight) { /* their commands' connections are gone */
+		int rc = io_uring_submit_and_wait(&ex->ring, 1);
+
+		if (rc < 0 && rc != -EINTR) {
+			log_err("export %s: %u backing-file ops lost: %s", ex->name, ex->inflight,
+				strerror(-rc));
+			break;
+		}
+		reap(ex);
+	}
+	evloop_del_fd(ex->b->ev, ex->efd);
+	io_uring_queue_exit(&ex->ring);
+	close(ex->efd);
 	borrower_client_detach(ex->b, ex->c);
 	close(ex->fd);
 	unlink(ex->path);

@@ -1,7 +1,7 @@
 /* nbd-proto.h - constants of the NBD protocol (fixed newstyle negotiation, simple
- * replies) as spoken by the borrower's NBD server (nbd.c). Every field on the wire
- * is big-endian; the numbers below are the protocol's and never change meaning.
- * Private to borrower/.
+ * and structured replies) as spoken by the borrower's NBD server (nbd.c). Every
+ * field on the wire is big-endian; the numbers below are the protocol's and never
+ * change meaning. Private to borrower/.
  */
 #ifndef RTMEM_NBD_PROTO_H
 #define RTMEM_NBD_PROTO_H
@@ -26,11 +26,14 @@
 #define NBD_OPT_INFO 6
 #define NBD_OPT_GO 7
 #define NBD_OPT_STRUCTURED_REPLY 8
+#define NBD_OPT_LIST_META_CONTEXT 9
+#define NBD_OPT_SET_META_CONTEXT 10
 
 /* option replies */
 #define NBD_REP_ACK 1u
 #define NBD_REP_SERVER 2u
 #define NBD_REP_INFO 3u
+#define NBD_REP_META_CONTEXT 4u /* u32 context id, name */
 #define NBD_REP_ERR (1u << 31)
 #define NBD_REP_ERR_UNSUP (NBD_REP_ERR + 1)
 #define NBD_REP_ERR_POLICY (NBD_REP_ERR + 2)
@@ -51,6 +54,7 @@
 #define NBD_FLAG_SEND_FUA (1u << 3)
 #define NBD_FLAG_SEND_TRIM (1u << 5)
 #define NBD_FLAG_SEND_WRITE_ZEROES (1u << 6)
+#define NBD_FLAG_SEND_DF (1u << 7)
 #define NBD_FLAG_CAN_MULTI_CONN (1u << 8)
 
 /* transmission: request u32 magic, u16 flags, u16 type, u64 cookie, u64 offset,
@@ -60,6 +64,18 @@
 #define NBD_REQ_SIZE 28
 #define NBD_REPLY_SIZE 16
 
+/* structured replies (after NBD_OPT_STRUCTURED_REPLY): chunks of u32 magic, u16
+ * flags, u16 type, u64 cookie, u32 length, payload; the last one has FLAG_DONE */
+#define NBD_STRUCTURED_REPLY_MAGIC 0x668e33efu
+#define NBD_CHUNK_HDR_SIZE 20
+#define NBD_REPLY_FLAG_DONE (1u << 0)
+#define NBD_REPLY_TYPE_NONE 0
+#define NBD_REPLY_TYPE_OFFSET_DATA 1    /* u64 offset, data */
+#define NBD_REPLY_TYPE_OFFSET_HOLE 2    /* u64 offset, u32 hole size */
+#define NBD_REPLY_TYPE_BLOCK_STATUS 5   /* u32 context id, {u32 length, u32 flags}... */
+#define NBD_REPLY_TYPE_ERROR ((1u << 15) + 1)        /* u32 error, u16 msg len, msg */
+#define NBD_REPLY_TYPE_ERROR_OFFSET ((1u << 15) + 2) /* ... then u64 offset */
+
 /* commands */
 #define NBD_CMD_READ 0
 #define NBD_CMD_WRITE 1
@@ -67,10 +83,18 @@
 #define NBD_CMD_FLUSH 3
 #define NBD_CMD_TRIM 4
 #define NBD_CMD_WRITE_ZEROES 6
+#define NBD_CMD_BLOCK_STATUS 7
+
+/* the "base:allocation" metadata context: extent flags */
+#define NBD_META_BASE_ALLOCATION "base:allocation"
+#define NBD_STATE_HOLE (1u << 0)
+#define NBD_STATE_ZERO (1u << 1)
 
 /* command flags */
 #define NBD_CMD_FLAG_FUA (1u << 0)
 #define NBD_CMD_FLAG_NO_HOLE (1u << 1)
+#define NBD_CMD_FLAG_DF (1u << 2)       /* READ: do not fragment the reply */
+#define NBD_CMD_FLAG_REQ_ONE (1u << 3)  /* BLOCK_STATUS: one extent is enough */
 
 /* errors in replies (the protocol's numbers, equal to Linux errno values) */
 #define NBD_EPERM 1

@@ -1,18 +1,22 @@
 /* nbd.c - the borrower's NBD server: exports from the config served on a unix
  * socket and (optionally) TCP, from the borrower's event loop.
  *
- * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME; no TLS, no
- * structured replies: simple replies only), then transmission: READ, WRITE, FLUSH,
+ * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME,
+ * STRUCTURED_REPLY; no TLS), then transmission: READ, WRITE, FLUSH,
  * TRIM, WRITE_ZEROES, DISC. Per connection an rx buffer that grows to hold one whole
  * request (header + payload, at most NBD_MAX_PAYLOAD) and a tx buffer for replies.
  * Requests are read without blocking; every complete request in the buffer is
  * validated and the valid ones run as one nbd_export_run batch, then the replies go
- * out in request order (which the protocol allows). While too much reply data is
+ * out in request order (which the protocol allows). With structured replies a read
+ * answers with OFFSET_DATA chunks and, for whole zero blocks, OFFSET_HOLE chunks
+ * (unless the client set DF), or an ERROR chunk; other commands keep simple
+ * replies, which the protocol allows. While too much reply data is
  * unsent the connection is not read, so a client that does not read stalls itself
  * only. A bad request gets an NBD error; a broken stream (bad magic, unknown client
  * flags, an option longer than OPT_MAX) closes the connection. Closing frees the
  * connection's buffers only: the export (and its data) belongs to the server.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -47,6 +51,16 @@ struct req {
 	uint32_t len;
 	uint32_t err;                  /* NBD error found by validation, 0 = run it */
 	const uint8_t *payload;        /* WRITE: in rx */
+	size_t at;                     /* rx offset of its header (to parse it again) */
+	bool deferred;                 /* answered when its backing-file I/O is done */
+};
+
+/* A command answered later (nbd_export_wait_arm): its backing-file I/O is in flight. */
+struct pend {
+	struct nconn *c;               /* NULL once the connection is closed */
+	struct pend *next, **pprev;    /* in c->pends */
+	struct req r;
+	uint8_t *buf;                  /* READ: the data (a stable buffer) */
 };
 
 struct nconn {
@@ -58,6 +72,9 @@ struct nconn {
 	enum cstate st;
 	bool no_zeroes;                /* client set NBD_FLAG_C_NO_ZEROES */
 	bool strict_align;             /* client asked for block sizes: enforce minimum */
+	bool structured;               /* NBD_OPT_STRUCTURED_REPLY acknowledged */
+	struct nbd_export *meta_ex;    /* export base:allocation was set for */
+	bool meta_alloc;               /* BLOCK_STATUS may be used (after GO) */
 	struct nbd_export *ex;
 	uint8_t *rx;                   /* unparsed bytes are rx[rx_off, rx_len) */
 	size_t rx_cap, rx_off, rx_len;
@@ -68,8 +85,13 @@ struct nconn {
 	size_t tx_cap, tx_off, tx_len;
 	uint32_t events;
 	uint64_t nreq, nerr;
+	bool stalled;                  /* a command waits for backing-file I/O to finish */
+	bool kicked;                   /* a deferred reply was queued: send it */
+	bool failed;                   /* no memory for a deferred reply: close */
+	struct pend *pends;            /* deferred commands */
 	struct req reqs[BATCH_REQS];
 	struct nbd_io ios[BATCH_REQS];
+	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable read buffer, if any */
 	unsigned map[BATCH_REQS];      /* ios[k] runs reqs[map[k]] */
 };
 
@@ -79,8 +101,12 @@ struct nbd_server {
 	int ufd, tfd;
 	char upath[CONFIG_PATH_LEN];
 	char taddr[CONFIG_HOST_LEN + 8];
+	const struct config *cfg;
+	uint32_t node_id;
+	struct nbd_ctl *ctl;
 	unsigned nexports;
-	struct nbd_export *exports[CONFIG_MAX_EXPORTS];
+	struct nbd_export *exports[NBD_MAX_EXPORTS];
+	bool runtime[NBD_MAX_EXPORTS];  /* added by rtmemctl export add */
 	struct nconn *conns[NBD_MAX_CONNS];
 	uint32_t next_id;
 };
@@ -101,6 +127,10 @@ static void conn_close(struct nconn *c, const char *why)
 	evloop_del_fd(s->ev, c->fd);
 	close(c->fd);
 	s->conns[c->idx] = NULL;
+	for (struct pend *p = c->pends; p; p = p->next) {
+		p->c = NULL; /* freed when its I/O is done */
+		p->pprev = NULL;
+	}
 	free(c->rx);
 	free(c->tx);
 	free(c);
@@ -198,10 +228,11 @@ static struct nbd_export *find_export(struct nbd_server *s, const uint8_t *name,
 	return NULL;
 }
 
-static uint16_t trans_flags(void)
+static uint16_t trans_flags(const struct nconn *c)
 {
 	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN;
+	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN |
+	       (c->structured ? NBD_FLAG_SEND_DF : 0);
 }
 
 /* opt_reply - one option reply with @len bytes of @data (or a message). */
@@ -231,6 +262,7 @@ static int opt_error(struct nconn *c, uint32_t opt, uint32_t type, const char *m
 static void enter_transmission(struct nconn *c, struct nbd_export *ex, bool strict)
 {
 	c->ex = ex;
+	c->meta_alloc = c->meta_ex == ex; /* a context set for another export is void */
 	c->strict_align = strict;
 	c->st = CS_TRANS;
 	log_info("conn %u (%s): export %s (%llu bytes)", c->id, c->peer, nbd_export_name(ex),
@@ -264,7 +296,7 @@ static int opt_info(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t le
 		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 	wire_put16(buf, NBD_INFO_EXPORT);
 	wire_put64(buf + 2, nbd_export_size(ex));
-	wire_put16(buf + 10, trans_flags());
+	wire_put16(buf + 10, trans_flags(c));
 	rc = opt_reply(c, opt, NBD_REP_INFO, buf, 12);
 	if (!rc && want_name) {
 		const char *name = nbd_export_name(ex);
@@ -286,6 +318,54 @@ static int opt_info(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t le
 	if (!rc && opt == NBD_OPT_GO)
 		enter_transmission(c, ex, want_bs);
 	return rc;
+}
+
+/* opt_meta - NBD_OPT_LIST_META_CONTEXT and SET_META_CONTEXT: u32 name length, name,
+ * u32 query count, queries (u32 length, string). The one context is
+ * base:allocation; LIST with no query or the query "base:" lists it. */
+static int opt_meta(struct nconn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+{
+	static const char ctx[] = NBD_META_BASE_ALLOCATION;
+	uint32_t nlen, nq, at;
+	struct nbd_export *ex;
+	bool match = false;
+	int rc = 0;
+
+	if (opt == NBD_OPT_SET_META_CONTEXT && !c->structured)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "structured replies first");
+	if (len < 8 || (nlen = wire_get32(d)) > len - 8)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed request");
+	nq = wire_get32(d + 4 + nlen);
+	at = 8 + nlen;
+	for (uint32_t i = 0; i < nq; i++) {
+		uint32_t ql;
+
+		if (len - at < 4 || (ql = wire_get32(d + at)) > len - at - 4)
+			return opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed query");
+		if ((ql == sizeof(ctx) - 1 && !memcmp(d + at + 4, ctx, ql)) ||
+		    (opt == NBD_OPT_LIST_META_CONTEXT && ql == 5 && !memcmp(d + at + 4, "base:", 5)))
+			match = true;
+		at += 4 + ql;
+	}
+	if (at != len)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "length does not match");
+	ex = find_export(c->s, d + 4, nlen);
+	if (!ex)
+		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+	if (opt == NBD_OPT_LIST_META_CONTEXT && !nq)
+		match = true;
+	if (opt == NBD_OPT_SET_META_CONTEXT) {
+		c->meta_ex = match ? ex : NULL;
+		c->meta_alloc = false;
+	}
+	if (match) {
+		uint8_t b[4 + sizeof(ctx)];
+
+		wire_put32(b, 1); /* context id */
+		memcpy(b + 4, ctx, sizeof(ctx) - 1);
+		rc = opt_reply(c, opt, NBD_REP_META_CONTEXT, b, 4 + sizeof(ctx) - 1);
+	}
+	return rc ? rc : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
 static int opt_list(struct nconn *c, uint32_t opt, uint32_t len)
@@ -321,7 +401,7 @@ static int opt_export_name(struct nconn *c, const uint8_t *d, uint32_t len)
 		return -ENOMEM;
 	memset(p, 0, n);
 	wire_put64(p, nbd_export_size(ex));
-	wire_put16(p + 8, trans_flags());
+	wire_put16(p + 8, trans_flags(c));
 	c->tx_len += n;
 	enter_transmission(c, ex, false);
 	return 0;
@@ -388,9 +468,17 @@ static int nego_step(struct nconn *c)
 	case NBD_OPT_GO:
 		rc = opt_info(c, opt, p, len);
 		break;
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		rc = opt_meta(c, opt, p, len);
+		break;
 	case NBD_OPT_STRUCTURED_REPLY:
-		rc = opt_error(c, opt, len ? NBD_REP_ERR_INVALID : NBD_REP_ERR_UNSUP,
-			       "simple replies only");
+		if (len) {
+			rc = opt_error(c, opt, NBD_REP_ERR_INVALID, "takes no data");
+			break;
+		}
+		c->structured = true;
+		rc = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 		break;
 	default:
 		rc = opt_error(c, opt, NBD_REP_ERR_UNSUP, "option not supported");
@@ -418,11 +506,19 @@ static uint32_t validate(const struct nconn *c, const struct req *r)
 		allowed |= NBD_CMD_FLAG_NO_HOLE;
 		break;
 	case NBD_CMD_READ:
+		if (c->structured)
+			allowed |= NBD_CMD_FLAG_DF;
+		break;
 	case NBD_CMD_WRITE:
 	case NBD_CMD_TRIM:
 		break;
 	case NBD_CMD_FLUSH:
 		return r->flags & ~allowed ? NBD_EINVAL : 0;
+	case NBD_CMD_BLOCK_STATUS:
+		if (!c->meta_alloc || !r->len)
+			return NBD_EINVAL;
+		allowed = NBD_CMD_FLAG_REQ_ONE;
+		break;
 	default:
 		return NBD_EINVAL; /* unknown command */
 	}
@@ -453,16 +549,239 @@ static uint32_t nbd_errno(int err)
 	}
 }
 
-/* run_batch - run the valid requests of reqs[0..n) and append every reply (read
- * data read straight into tx) in request order. -ENOMEM. */
+/* hdr_size - bytes reserved in tx ahead of request @r's data: a simple reply
+ * header, or for a structured read the OFFSET_DATA chunk header (an error chunk
+ * without message fits in it too). */
+#define BS_MAX_EXTENTS 64u /* extents in one BLOCK_STATUS reply */
+
+static size_t hdr_size(const struct nconn *c, const struct req *r)
+{
+	if (r->type == NBD_CMD_BLOCK_STATUS && c->structured)
+		return NBD_CHUNK_HDR_SIZE + 4 + 8 * BS_MAX_EXTENTS;
+	return c->structured && r->type == NBD_CMD_READ ? NBD_CHUNK_HDR_SIZE + 8
+							: NBD_REPLY_SIZE;
+}
+
+static void put_chunk(uint8_t *p, uint16_t flags, uint16_t type, uint64_t cookie,
+		      uint32_t len)
+{
+	wire_put32(p, NBD_STRUCTURED_REPLY_MAGIC);
+	wire_put16(p + 4, flags);
+	wire_put16(p + 6, type);
+	wire_put64(p + 8, cookie);
+	wire_put32(p + 16, len);
+}
+
+/* hole_at - the export block that starts at @off is all of [@off, @end) or more and
+ * its bytes at @p are zeros: a hole (never written, trimmed, or written as zeros). */
+static bool hole_at(uint64_t off, uint64_t end, const uint8_t *p)
+{
+	return !(off % NBD_BLOCK_PREF) && end - off >= NBD_BLOCK_PREF && !p[0] &&
+	       !memcmp(p, p + 1, NBD_BLOCK_PREF - 1);
+}
+
+/* put_read_chunks - the structured reply of read @r: its data lies at @data, the
+ * chunks are written from @dst (at most @data - 28, so headers never overtake the
+ * data still to move). Whole zero blocks become OFFSET_HOLE chunks unless the
+ * client set DF. Returns the bytes written. */
+static size_t put_read_chunks(const struct req *r, uint8_t *dst, const uint8_t *data)
+{
+	uint64_t off = r->off, end = r->off + r->len;
+	bool holes = !(r->flags & NBD_CMD_FLAG_DF);
+	size_t w = 0;
+
+	if (!r->len) {
+		put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie, 0);
+		return NBD_CHUNK_HDR_SIZE;
+	}
+	while (off < end) {
+		const uint8_t *p = data + (off - r->off);
+		bool hole = holes && hole_at(off, end, p);
+		uint64_t run = off;
+
+		do { /* extend the run over blocks of the same kind */
+			uint64_t next = (run / NBD_BLOCK_PREF + 1) * NBD_BLOCK_PREF;
+
+			run = next < end ? next : end;
+		} while (holes && run < end &&
+			 hole_at(run, end, data + (run - r->off)) == hole);
+		if (!holes)
+			run = end;
+		if (hole) {
+			put_chunk(dst + w, run == end ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_HOLE, r->cookie, 12);
+			wire_put64(dst + w + NBD_CHUNK_HDR_SIZE, off);
+			wire_put32(dst + w + NBD_CHUNK_HDR_SIZE + 8, (uint32_t)(run - off));
+			w += NBD_CHUNK_HDR_SIZE + 12;
+		} else {
+			size_t n = (size_t)(run - off);
+
+			put_chunk(dst + w, run == end ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_DATA, r->cookie, (uint32_t)(8 + n));
+			wire_put64(dst + w + NBD_CHUNK_HDR_SIZE, off);
+			w += NBD_CHUNK_HDR_SIZE + 8;
+			if (dst + w != p)
+				memmove(dst + w, p, n);
+			w += n;
+		}
+		off = run;
+	}
+	return w;
+}
+
+/* put_block_status - the base:allocation extents of [off, off + len) of request
+ * @r (at most BS_MAX_EXTENTS, one with REQ_ONE; they may cover less than len). */
+static size_t put_block_status(const struct nconn *c, const struct req *r, uint8_t *dst)
+{
+	uint64_t off = r->off, end = r->off + r->len;
+	unsigned n = 0, max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : BS_MAX_EXTENTS;
+	uint8_t *e = dst + NBD_CHUNK_HDR_SIZE + 4;
+
+	while (off < end && n < max) {
+		bool zero;
+		uint64_t run = nbd_export_zero_run(c->ex, off, end - off, &zero);
+
+		if (run > UINT32_MAX - NBD_BLOCK_PREF + 1) /* lengths are u32 */
+			run = UINT32_MAX - NBD_BLOCK_PREF + 1;
+		wire_put32(e + 8 * n, (uint32_t)run);
+		wire_put32(e + 8 * n + 4, zero ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0);
+		off += run;
+		n++;
+	}
+	put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, r->cookie, 4 + 8 * n);
+	wire_put32(dst + NBD_CHUNK_HDR_SIZE, 1); /* the context id of base:allocation */
+	return NBD_CHUNK_HDR_SIZE + 4 + 8 * n;
+}
+
+/* put_reply - the reply of request @r at @dst; a read's data (if it ran and
+ * succeeded) is at @data. Returns the bytes written. */
+static size_t put_reply(const struct nconn *c, const struct req *r, uint8_t *dst,
+			const uint8_t *data, bool has_data)
+{
+	size_t n = 0;
+
+	if (c->structured && r->type == NBD_CMD_BLOCK_STATUS && !r->err)
+		return put_block_status(c, r, dst);
+	if (c->structured && (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS)) {
+		if (!r->err)
+			return put_read_chunks(r, dst, data);
+		put_chunk(dst, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, r->cookie, 6);
+		wire_put32(dst + NBD_CHUNK_HDR_SIZE, r->err);
+		wire_put16(dst + NBD_CHUNK_HDR_SIZE + 4, 0); /* no message */
+		return NBD_CHUNK_HDR_SIZE + 6;
+	}
+	if (has_data && !r->err) {
+		n = r->len;
+		if (dst + NBD_REPLY_SIZE != data)
+			memmove(dst + NBD_REPLY_SIZE, data, n);
+	}
+	wire_put32(dst, NBD_SIMPLE_REPLY_MAGIC);
+	wire_put32(dst + 4, r->err);
+	wire_put64(dst + 8, r->cookie);
+	return NBD_REPLY_SIZE + n;
+}
+
+static struct pend *pend_new(struct nconn *c, const struct req *r, size_t buflen)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+
+	if (p && buflen && !(p->buf = malloc(buflen))) {
+		free(p);
+		return NULL;
+	}
+	if (p) {
+		p->c = c;
+		p->r = *r;
+	}
+	return p;
+}
+
+static void pend_free(struct pend *p)
+{
+	if (!p)
+		return;
+	if (p->pprev) { /* in its connection's list */
+		*p->pprev = p->next;
+		if (p->next)
+			p->next->pprev = p->pprev;
+	}
+	free(p->buf);
+	free(p);
+}
+
+/* pend_done - the backing-file I/O of a deferred command is done: queue its reply
+ * (the kick that follows sends it). */
+static void pend_done(void *arg, int err)
+{
+	struct pend *p = arg;
+	struct nconn *c = p ? p->c : NULL;
+
+	if (c) {
+		struct req *r = &p->r;
+		uint8_t *dst;
+
+		if (!r->err)
+			r->err = nbd_errno(err);
+		dst = tx_reserve(c, hdr_size(c, r) +
+					    (r->type == NBD_CMD_READ && !r->err ? r->len : 0));
+		if (dst)
+			c->tx_len += put_reply(c, r, dst, p->buf, r->type == NBD_CMD_READ);
+		else
+			c->failed = true;
+		if (r->err)
+			c->nerr++;
+		c->kicked = true;
+	}
+	pend_free(p);
+}
+
+/* defer - the command of ios[j] (request @r) is answered by pend_done. -ENOMEM. */
+static int defer(struct nconn *c, unsigned j, struct req *r)
+{
+	struct pend *p = c->pend[j] ? c->pend[j] : pend_new(c, r, 0);
+
+	c->pend[j] = NULL;
+	if (p) {
+		p->r = *r;
+		p->next = c->pends;
+		p->pprev = &c->pends;
+		if (c->pends)
+			c->pends->pprev = &p->next;
+		c->pends = p;
+	}
+	nbd_export_wait_arm(c->ios[j].wait, pend_done, p);
+	return p ? 0 : -ENOMEM;
+}
+
+/* stall - ios[from..m) were not started: parse their requests again once the
+ * export's file I/O has moved on. Returns the number of requests to answer now. */
+static unsigned stall(struct nconn *c, unsigned from, unsigned m)
+{
+	unsigned k = c->map[from];
+
+	for (unsigned j = from; j < m; j++) {
+		pend_free(c->pend[j]);
+		c->pend[j] = NULL;
+	}
+	c->rx_off = c->reqs[k].at;
+	c->skip = 0; /* an oversized write after it is parsed again too */
+	c->stalled = true;
+	return k;
+}
+
+/* run_batch - run the valid requests of reqs[0..n) and append their replies (read
+ * data read straight into tx) in request order, except those deferred for file
+ * I/O, which are answered when it is done, and those not started (stall). Returns
+ * the number of requests handled, or -ENOMEM. */
 static int run_batch(struct nconn *c, unsigned n)
 {
 	size_t need = 0, w = 0, rd = 0;
 	unsigned m = 0, nrun, k = 0;
+	int rc = 0;
 	uint8_t *base;
 
 	for (unsigned i = 0; i < n; i++)
-		need += NBD_REPLY_SIZE +
+		need += hdr_size(c, &c->reqs[i]) +
 			(c->reqs[i].type == NBD_CMD_READ && !c->reqs[i].err ? c->reqs[i].len : 0);
 	base = tx_reserve(c, need);
 	if (!base)
@@ -471,46 +790,71 @@ static int run_batch(struct nconn *c, unsigned n)
 		struct req *r = &c->reqs[i];
 		size_t data = r->type == NBD_CMD_READ && !r->err ? r->len : 0;
 
-		if (!r->err) {
-			c->ios[m] = (struct nbd_io){
-				.type = r->type, .flags = r->flags, .off = r->off, .len = r->len,
-				.buf = r->type == NBD_CMD_READ ? base + rd + NBD_REPLY_SIZE
+		if (!r->err && r->type != NBD_CMD_BLOCK_STATUS) {
+			struct nbd_io *io = &c->ios[m];
+
+			*io = (struct nbd_io){
+				.type = r->type, .flags = r->flags & ~NBD_CMD_FLAG_DF,
+				.off = r->off, .len = r->len,
+				.buf = r->type == NBD_CMD_READ ? base + rd + hdr_size(c, r)
 							       : (void *)r->payload,
 			};
+			c->pend[m] = NULL;
+			if (data && nbd_export_in_file(c->ex, r->off, r->len)) {
+				/* may be read through the ring: a buffer that stays */
+				c->pend[m] = pend_new(c, r, data);
+				if (!c->pend[m]) {
+					for (unsigned j = 0; j < m; j++)
+						pend_free(c->pend[j]);
+					return -ENOMEM;
+				}
+				io->buf = c->pend[m]->buf;
+				io->stable = true;
+			}
 			c->map[m++] = i;
 		}
-		rd += NBD_REPLY_SIZE + data;
+		rd += hdr_size(c, r) + data;
 	}
-	if (m)
-		nbd_export_run(c->ex, c->ios, m);
-	nrun = m;
-	for (unsigned j = 0; j < nrun; j++)
+	nrun = m ? nbd_export_run(c->ex, c->ios, m) : 0;
+	if (nrun < m)
+		n = stall(c, nrun, m);
+	for (unsigned j = 0; j < nrun; j++) {
 		c->reqs[c->map[j]].err = nbd_errno(c->ios[j].err);
-	/* headers; the data of a failed read is dropped (simple replies carry none) */
+		c->reqs[c->map[j]].deferred = c->ios[j].wait != NULL;
+	}
+	/* the replies, moved down over the room of failed and deferred reads' data */
 	rd = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct req *r = &c->reqs[i];
 		bool ran = k < nrun && c->map[k] == i;
 		size_t data = r->type == NBD_CMD_READ && ran ? r->len : 0;
-		size_t keep = r->err ? 0 : data;
+		struct pend *p = ran ? c->pend[k] : NULL;
 
+		if (ran && r->deferred) {
+			rd += hdr_size(c, r) + data;
+			k++;
+			continue;
+		}
+		w += put_reply(c, r, base + w, p ? p->buf : base + rd + hdr_size(c, r), data);
+		if (p) { /* a stable buffer it did not need after all */
+			pend_free(p);
+			c->pend[k] = NULL;
+		}
 		k += ran;
-		if (keep && w != rd)
-			memmove(base + w + NBD_REPLY_SIZE, base + rd + NBD_REPLY_SIZE, keep);
-		wire_put32(base + w, NBD_SIMPLE_REPLY_MAGIC);
-		wire_put32(base + w + 4, r->err);
-		wire_put64(base + w + 8, r->cookie);
 		if (r->err) {
 			c->nerr++;
 			log_dbg("conn %u: cmd %u off %llu len %u: error %u", c->id, r->type,
 				(unsigned long long)r->off, r->len, r->err);
 		}
-		w += NBD_REPLY_SIZE + keep;
-		rd += NBD_REPLY_SIZE + data;
+		rd += hdr_size(c, r) + data;
 	}
 	c->tx_len += w;
 	c->nreq += n;
-	return 0;
+	/* now that tx is settled, the deferred ones (done may run at once) */
+	for (unsigned j = 0; j < nrun; j++)
+		if (c->ios[j].wait && defer(c, j, &c->reqs[c->map[j]]) && !rc)
+			rc = -ENOMEM;
+	return rc ? rc : (int)n;
 }
 
 /* trans_step - parse the requests buffered (up to a batch) and run them: 1 some
@@ -550,7 +894,7 @@ static int trans_step(struct nconn *c)
 		*r = (struct req){
 			.flags = wire_get16(p + 4), .type = wire_get16(p + 6),
 			.cookie = wire_get64(p + 8), .off = wire_get64(p + 16),
-			.len = wire_get32(p + 24),
+			.len = wire_get32(p + 24), .at = c->rx_off,
 		};
 		if (r->type == NBD_CMD_WRITE && r->len > NBD_MAX_PAYLOAD) {
 			/* refuse it, but stay in step: discard its payload */
@@ -578,9 +922,16 @@ static int trans_step(struct nconn *c)
 			read_bytes += r->len;
 		n++;
 	}
-	if (n && run_batch(c, n)) {
-		conn_close(c, "out of memory for replies");
-		return -1;
+	if (n) {
+		int rc = run_batch(c, n);
+
+		if (rc < 0) {
+			conn_close(c, "out of memory for replies");
+			return -1;
+		}
+		if ((unsigned)rc < n) /* stalled: the rest (and a DISC) is parsed again */
+			disc = false;
+		n = (unsigned)rc;
 	}
 	if (disc) {
 		log_dbg("conn %u: NBD_CMD_DISC", c->id);
@@ -597,7 +948,7 @@ static void serve(struct nconn *c)
 	uint32_t want;
 	int rc = 1;
 
-	while (c->st != CS_CLOSING && c->tx_len - c->tx_off <= TX_HIGH) {
+	while (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH) {
 		rc = c->st == CS_TRANS ? trans_step(c) : nego_step(c);
 		if (rc < 0)
 			return; /* closed */
@@ -609,12 +960,12 @@ static void serve(struct nconn *c)
 		conn_close(c, rc == -EPIPE || rc == -ECONNRESET ? NULL : strerror(-rc));
 		return;
 	}
-	if (c->st == CS_CLOSING && rc == 0) {
+	if (c->st == CS_CLOSING && rc == 0 && !c->pends) { /* DISC: after every reply */
 		conn_close(c, NULL);
 		return;
 	}
 	want = rc ? EPOLLOUT : 0;
-	if (c->st != CS_CLOSING && c->tx_len - c->tx_off <= TX_HIGH)
+	if (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH)
 		want |= EPOLLIN;
 	if (want != c->events) {
 		if (evloop_mod_fd(c->s->ev, c->fd, want) < 0) {
@@ -622,6 +973,26 @@ static void serve(struct nconn *c)
 			return;
 		}
 		c->events = want;
+	}
+}
+
+/* kick - an export's file I/O completed: send the deferred replies queued, retry
+ * the stalled commands. */
+static void kick(void *arg)
+{
+	struct nbd_server *s = arg;
+
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++) {
+		struct nconn *c = s->conns[i];
+
+		if (!c || !(c->stalled || c->kicked || c->failed))
+			continue;
+		if (c->failed) {
+			conn_close(c, "out of memory for a reply");
+			continue;
+		}
+		c->stalled = c->kicked = false;
+		serve(c);
 	}
 }
 
@@ -709,6 +1080,113 @@ static void on_listen(struct evloop *ev, int lfd, uint32_t events, void *arg)
 	}
 }
 
+/* ------------------------------------------------ exports at run time */
+
+static int find_index(const struct nbd_server *s, const char *name)
+{
+	for (unsigned i = 0; i < s->nexports; i++)
+		if (!strcmp(nbd_export_name(s->exports[i]), name))
+			return (int)i;
+	return -1;
+}
+
+static bool name_ok(const char *name)
+{
+	if (!name[0])
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._:-", *p))
+			return false;
+	return true;
+}
+
+int nbd_add_export(struct nbd_server *s, const struct config_export *e, char *why,
+		   size_t len)
+{
+	struct nbd_export *ex;
+
+	if (!name_ok(e->name)) {
+		snprintf(why, len, "bad export name '%s': use letters, digits and ._:-", e->name);
+		return -EINVAL;
+	}
+	if (find_index(s, e->name) >= 0) {
+		snprintf(why, len, "export %s exists", e->name);
+		return -EEXIST;
+	}
+	if (!e->size || e->size % NBD_BLOCK_PREF) {
+		snprintf(why, len, "export size %llu is not a positive multiple of 4096",
+			 (unsigned long long)e->size);
+		return -EINVAL;
+	}
+	if (e->size > NBD_EXPORT_MAX_SIZE) {
+		snprintf(why, len, "export size %llu is over the limit of 1 TiB",
+			 (unsigned long long)e->size);
+		return -EFBIG;
+	}
+	if (s->nexports == NBD_MAX_EXPORTS) {
+		snprintf(why, len, "this borrower serves %u exports already", NBD_MAX_EXPORTS);
+		return -ENOSPC;
+	}
+	ex = nbd_export_new(s->b, e, s->cfg->run_dir, s->node_id);
+	if (ex)
+		nbd_export_set_kick(ex, kick, s);
+	if (!ex) {
+		snprintf(why, len, "cannot create export %s (see the borrower's log)", e->name);
+		return -EIO;
+	}
+	s->runtime[s->nexports] = true;
+	s->exports[s->nexports++] = ex;
+	log_info("export %s added at run time (%llu bytes)", e->name,
+		 (unsigned long long)e->size);
+	return 0;
+}
+
+static unsigned conns_using(const struct nbd_server *s, const struct nbd_export *ex)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
+		n += s->conns[i] && s->conns[i]->ex == ex;
+	return n;
+}
+
+int nbd_del_export(struct nbd_server *s, const char *name, char *why, size_t len)
+{
+	int i = find_index(s, name);
+	unsigned n;
+
+	if (i < 0) {
+		snprintf(why, len, "no export named '%s'", name);
+		return -ENOENT;
+	}
+	n = conns_using(s, s->exports[i]);
+	if (n) {
+		snprintf(why, len, "export %s is in use by %u connection%s", name, n,
+			 n > 1 ? "s" : "");
+		return -EBUSY;
+	}
+	nbd_export_free(s->exports[i]);
+	s->nexports--;
+	memmove(&s->exports[i], &s->exports[i + 1],
+		(s->nexports - (unsigned)i) * sizeof(s->exports[0]));
+	memmove(&s->runtime[i], &s->runtime[i + 1],
+		(s->nexports - (unsigned)i) * sizeof(s->runtime[0]));
+	log_info("export %s deleted", name);
+	return 0;
+}
+
+void nbd_list_exports(const struct nbd_server *s, struct wire_msg *rep)
+{
+	rep->export_reply.n_exports = s->nexports;
+	for (unsigned i = 0; i < s->nexports; i++) {
+		struct wire_export_info *e = &rep->export_reply.exports[i];
+
+		nbd_export_info(s->exports[i], e);
+		e->conns = conns_using(s, s->exports[i]);
+		e->runtime = s->runtime[i];
+	}
+}
+
 /* ------------------------------------------------ life cycle */
 
 static int listen_on(struct nbd_server *s, int fd, const char *what)
@@ -737,6 +1215,8 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 		return -ENOMEM;
 	s->b = b;
 	s->ev = ev;
+	s->cfg = cfg;
+	s->node_id = self->id;
 	s->ufd = s->tfd = -1;
 	for (unsigned i = 0; i < cfg->n_exports; i++) {
 		const struct config_export *e = &cfg->exports[i];
@@ -748,11 +1228,7 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 			rc = -EIO;
 			goto out_exports;
 		}
-		s->nexports++;
-	}
-	if (!s->nexports) {
-		free(s);
-		return 0; /* nothing to serve */
+		nbd_export_set_kick(s->exports[s->nexports++], kick, s);
 	}
 	snprintf(s->upath, sizeof(s->upath), "%s", self->nbd_socket);
 	s->ufd = net_listen_unix(s->upath);
@@ -775,13 +1251,20 @@ int nbd_start(struct borrower *b, struct evloop *ev, const struct config *cfg,
 		if (rc)
 			goto out_tcp;
 	}
-	log_info("serving %u NBD export%s on %s%s%s", s->nexports, s->nexports > 1 ? "s" : "",
+	rc = nbd_ctl_start(s, ev, s->upath, &s->ctl);
+	if (rc)
+		goto out_tcp_ev;
+	log_info("serving %u NBD export%s on %s%s%s", s->nexports, s->nexports == 1 ? "" : "s",
 		 s->upath, s->taddr[0] ? " and tcp " : "", s->taddr);
 	*out = s;
 	return 0;
 
+out_tcp_ev:
+	if (s->tfd >= 0)
+		evloop_del_fd(ev, s->tfd);
 out_tcp:
-	close(s->tfd);
+	if (s->tfd >= 0)
+		close(s->tfd);
 out_unix:
 	evloop_del_fd(ev, s->ufd);
 	close(s->ufd);
@@ -789,6 +1272,10 @@ out_unix:
 out_exports:
 	for (unsigned i = 0; i < s->nexports; i++)
 		nbd_export_free(s->exports[i]);
+	if (!s->nexports && rc != -EIO) { /* nothing configured: run without NBD */
+		log_warn("no NBD server (and no rtmemctl export): %s", strerror(-rc));
+		rc = 0;
+	}
 	free(s);
 	return rc;
 }
@@ -797,6 +1284,7 @@ void nbd_stop(struct nbd_server *s)
 {
 	if (!s)
 		return;
+	nbd_ctl_stop(s->ctl);
 	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
 		if (s->conns[i])
 			conn_close(s->conns[i], NULL);

@@ -152,6 +152,7 @@ const char *config_role_name(enum node_role role);
 #define WIRE_MAX_CLIENTS 64
 #define WIRE_MAX_NODES CONFIG_MAX_NODES
 #define WIRE_MAX_TEXT 200
+#define WIRE_MAX_EXPORTS 64
 #define WIRE_FEATURES 0u        /* feature bits this build speaks */
 
 /* Command numbers never change meaning. */
@@ -174,7 +175,12 @@ enum wire_cmd {
 	WIRE_STATUS_REQ = 16,     /* admin -> M */
 	WIRE_STATUS_REPLY = 17,   /* M -> admin: nodes and clients */
 	WIRE_ERROR = 18,          /* either way: code + text, then the sender closes */
-	WIRE_CMD_MAX = 19,
+	/* admin -> a borrower's control socket (docs/nbd.md "Exports at run time") */
+	WIRE_EXPORT_ADD = 19,     /* name, size, target pages (0 = by policy) */
+	WIRE_EXPORT_DEL = 20,     /* name */
+	WIRE_EXPORT_LIST = 21,    /* (no body) */
+	WIRE_EXPORT_REPLY = 22,   /* borrower -> admin: every export after the change */
+	WIRE_CMD_MAX = 23,
 };
 
 /* Node states of the thesis (Figure 6.1). */
@@ -217,6 +223,16 @@ struct wire_node_status {
 	uint32_t slabs_free;      /* donor: slabs not lent; borrower: 0 */
 	uint64_t mem_limit;       /* pages, UINT64_MAX = none */
 	uint32_t lost_slabs;      /* slabs invalidated under this node */
+};
+
+struct wire_export_info {
+	char name[CONFIG_NAME_LEN]; /* NUL-terminated */
+	uint64_t size;            /* bytes */
+	uint64_t target;          /* pages, 0 = by policy */
+	uint64_t remote_blocks;   /* 4 KiB blocks in remote memory */
+	uint64_t file_blocks;     /* blocks in the backing file */
+	uint32_t conns;           /* NBD connections using it */
+	uint8_t runtime;          /* 1 = added at run time, 0 = from the config */
 };
 
 struct wire_msg {
@@ -283,6 +299,15 @@ struct wire_msg {
 			struct wire_node_status nodes[WIRE_MAX_NODES];
 			struct wire_client_stats clients[WIRE_MAX_CLIENTS];
 		} status;
+		struct {
+			char name[CONFIG_NAME_LEN];
+			uint64_t size;          /* bytes (ADD only) */
+			uint64_t target;        /* pages, 0 = by policy (ADD only) */
+		} export_req;                   /* EXPORT_ADD, EXPORT_DEL (name only) */
+		struct {
+			uint32_t n_exports;     /* <= WIRE_MAX_EXPORTS */
+			struct wire_export_info exports[WIRE_MAX_EXPORTS];
+		} export_reply;
 		struct {
 			uint32_t code;          /* positive errno */
 			char text[WIRE_MAX_TEXT + 1]; /* NUL-terminated */

@@ -228,6 +228,17 @@ static void node_fields(struct cur *c, struct wire_node_status *s)
 	f32(c, &s->lost_slabs);
 }
 
+static void export_fields(struct cur *c, struct wire_export_info *e)
+{
+	fname(c, e->name);
+	f64(c, &e->size);
+	f64(c, &e->target);
+	f64(c, &e->remote_blocks);
+	f64(c, &e->file_blocks);
+	f32(c, &e->conns);
+	f8max(c, &e->runtime, 1);
+}
+
 /* body_fields - the layout of every message body, in wire order. */
 static void body_fields(struct cur *c, struct wire_msg *m)
 {
@@ -313,6 +324,21 @@ static void body_fields(struct cur *c, struct wire_msg *m)
 		f32(c, &m->error.code);
 		ftext(c, m->error.text);
 		break;
+	case WIRE_EXPORT_ADD:
+		fname(c, m->export_req.name);
+		f64(c, &m->export_req.size);
+		f64(c, &m->export_req.target);
+		break;
+	case WIRE_EXPORT_DEL:
+		fname(c, m->export_req.name);
+		break;
+	case WIRE_EXPORT_LIST:
+		break;
+	case WIRE_EXPORT_REPLY:
+		fcount(c, &m->export_reply.n_exports, WIRE_MAX_EXPORTS);
+		for (uint32_t i = 0; i < m->export_reply.n_exports && !c->err; i++)
+			export_fields(c, &m->export_reply.exports[i]);
+		break;
 	default:
 		cur_fail(c, c->enc ? -EINVAL : -EPROTO);
 		break;
@@ -389,6 +415,10 @@ static const char *const cmd_names[WIRE_CMD_MAX] = {
 	[WIRE_STATUS_REQ] = "STATUS_REQ",
 	[WIRE_STATUS_REPLY] = "STATUS_REPLY",
 	[WIRE_ERROR] = "ERROR",
+	[WIRE_EXPORT_ADD] = "EXPORT_ADD",
+	[WIRE_EXPORT_DEL] = "EXPORT_DEL",
+	[WIRE_EXPORT_LIST] = "EXPORT_LIST",
+	[WIRE_EXPORT_REPLY] = "EXPORT_REPLY",
 };
 
 const char *wire_cmd_name(int cmd)

@@ -1,9 +1,14 @@
 /* rtmemctl.c - operator's tool for rtmem-master: connects as an admin (HELLO role
  * ADMIN, node 0) and asks for status, makes a node leave, or waits for donors.
+ * The export commands go straight to a borrower's control socket instead
+ * (<nbd_socket>.ctl, docs/nbd.md): exports are the borrower's own state.
  *
  *   rtmemctl -c CONFIG [--json] status
  *   rtmemctl -c CONFIG [--wait] leave ID
  *   rtmemctl -c CONFIG wait-ready --donors N [--timeout S]
+ *   rtmemctl -c CONFIG [--node ID] [--target SIZE] export add NAME SIZE
+ *   rtmemctl -c CONFIG [--node ID] export del NAME
+ *   rtmemctl -c CONFIG [--node ID] [--json] export list
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +25,7 @@
 #define CTL_POLL_MS 500
 
 static const struct config *ctl_cfg;
+static char ctl_peer[CONFIG_PATH_LEN + 32] = "master"; /* for messages */
 
 static void sleep_ms(unsigned ms)
 {
@@ -37,43 +43,34 @@ static int request(struct msgconn *c, const struct wire_msg *req, struct wire_ms
 	if (rc == 0)
 		rc = msgconn_recv(c, rep, CTL_IO_TIMEOUT_MS);
 	if (rc < 0) {
-		fprintf(stderr, "rtmemctl: master %s:%u: %s\n", ctl_cfg->master_host,
-			ctl_cfg->master_port, strerror(-rc));
+		fprintf(stderr, "rtmemctl: %s: %s\n", ctl_peer, strerror(-rc));
 		return rc;
 	}
 	if (rep->cmd == WIRE_ERROR) {
-		fprintf(stderr, "rtmemctl: master refused: %s\n", rep->error.text);
+		fprintf(stderr, "rtmemctl: %s refused: %s\n", ctl_peer, rep->error.text);
 		return -(int)(rep->error.code ? rep->error.code : EPROTO);
 	}
 	if (rep->cmd != want) {
-		fprintf(stderr, "rtmemctl: master answered %s, expected %s\n",
+		fprintf(stderr, "rtmemctl: %s answered %s, expected %s\n", ctl_peer,
 			wire_cmd_name(rep->cmd), wire_cmd_name(want));
 		return -EPROTO;
 	}
 	return 0;
 }
 
-/* Connect and say HELLO as an admin. NULL (with a message unless @quiet) on failure. */
-static struct msgconn *ctl_connect(bool quiet)
+/* ctl_hello - wrap @fd and say HELLO as an admin. NULL (with a message) on failure. */
+static struct msgconn *ctl_hello(int fd)
 {
 	static struct wire_msg hello, ack;
-	struct msgconn *c;
-	int fd, rc;
+	struct msgconn *c = msgconn_new(fd, ctl_peer);
+	int rc;
 
-	fd = net_connect_tcp(ctl_cfg->master_host, ctl_cfg->master_port, 3000);
-	if (fd < 0) {
-		if (!quiet)
-			fprintf(stderr, "rtmemctl: cannot reach master at %s:%u: %s\n",
-				ctl_cfg->master_host, ctl_cfg->master_port, strerror(-fd));
-		return NULL;
-	}
-	c = msgconn_new(fd, "master");
 	if (!c)
 		return NULL;
 	wire_hello(&hello, 0, ROLE_ADMIN);
 	rc = request(c, &hello, &ack, WIRE_HELLO_ACK);
 	if (rc == 0 && ack.hello_ack.status) {
-		fprintf(stderr, "rtmemctl: master rejected HELLO: %s\n",
+		fprintf(stderr, "rtmemctl: %s rejected HELLO: %s\n", ctl_peer,
 			strerror((int)ack.hello_ack.status));
 		rc = -EPROTO;
 	}
@@ -82,6 +79,23 @@ static struct msgconn *ctl_connect(bool quiet)
 		return NULL;
 	}
 	return c;
+}
+
+/* Connect to the master and say HELLO as an admin. NULL (with a message unless
+ * @quiet) on failure. */
+static struct msgconn *ctl_connect(bool quiet)
+{
+	int fd = net_connect_tcp(ctl_cfg->master_host, ctl_cfg->master_port, 3000);
+
+	if (fd < 0) {
+		if (!quiet)
+			fprintf(stderr, "rtmemctl: cannot reach master at %s:%u: %s\n",
+				ctl_cfg->master_host, ctl_cfg->master_port, strerror(-fd));
+		return NULL;
+	}
+	snprintf(ctl_peer, sizeof(ctl_peer), "master %s:%u", ctl_cfg->master_host,
+		 ctl_cfg->master_port);
+	return ctl_hello(fd);
 }
 
 static int get_status(struct msgconn *c, struct wire_msg *rep)
@@ -306,11 +320,136 @@ static int cmd_wait_ready(unsigned want, unsigned timeout_s)
 	return 1;
 }
 
+/* ------------------------------------------------------------ exports */
+
+/* export_connect - the control socket of borrower @node (0: the only borrower in
+ * the config), HELLO done. NULL with a message on failure. */
+static struct msgconn *export_connect(uint32_t node)
+{
+	const struct config_node *b = NULL;
+	int fd;
+
+	for (unsigned i = 0; i < ctl_cfg->n_nodes; i++) {
+		const struct config_node *n = &ctl_cfg->nodes[i];
+
+		if (n->role != ROLE_BORROWER || (node && n->id != node))
+			continue;
+		if (b) {
+			fprintf(stderr, "rtmemctl: several borrowers in %s: say which with "
+					"--node ID\n", ctl_cfg->path);
+			return NULL;
+		}
+		b = n;
+	}
+	if (!b) {
+		if (node)
+			fprintf(stderr, "rtmemctl: node %u is not a borrower in %s\n", node,
+				ctl_cfg->path);
+		else
+			fprintf(stderr, "rtmemctl: no borrower in %s\n", ctl_cfg->path);
+		return NULL;
+	}
+	snprintf(ctl_peer, sizeof(ctl_peer), "borrower %u (%s.ctl)", b->id, b->nbd_socket);
+	fd = -ENAMETOOLONG;
+	if (strlen(b->nbd_socket) + 4 < CONFIG_PATH_LEN) {
+		char path[CONFIG_PATH_LEN + 8];
+
+		snprintf(path, sizeof(path), "%s.ctl", b->nbd_socket);
+		fd = net_connect_unix(path);
+	}
+	if (fd < 0) {
+		fprintf(stderr, "rtmemctl: cannot reach %s: %s (is it running?)\n", ctl_peer,
+			strerror(-fd));
+		return NULL;
+	}
+	return ctl_hello(fd);
+}
+
+static void print_exports(const struct wire_msg *r, bool json)
+{
+	if (json) {
+		printf("{\"exports\": [");
+		for (uint32_t i = 0; i < r->export_reply.n_exports; i++) {
+			const struct wire_export_info *e = &r->export_reply.exports[i];
+
+			printf("%s{\"name\": ", i ? ", " : "");
+			json_str(e->name);
+			printf(", ");
+			json_u64("size", e->size, ", ");
+			json_u64("target", e->target, ", ");
+			json_u64("remote_blocks", e->remote_blocks, ", ");
+			json_u64("file_blocks", e->file_blocks, ", ");
+			json_u64("conns", e->conns, ", ");
+			printf("\"origin\": \"%s\"}", e->runtime ? "runtime" : "config");
+		}
+		printf("]}\n");
+		return;
+	}
+	printf("%-20s %14s %10s %10s %10s %5s %s\n", "name", "size", "target", "remote",
+	       "file", "conns", "origin");
+	for (uint32_t i = 0; i < r->export_reply.n_exports; i++) {
+		const struct wire_export_info *e = &r->export_reply.exports[i];
+
+		printf("%-20s %14" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %5u %s\n",
+		       e->name, e->size, e->target, e->remote_blocks, e->file_blocks, e->conns,
+		       e->runtime ? "runtime" : "config");
+	}
+}
+
+/* cmd_export - add (@size > 0), del or list exports of borrower @node. */
+static int cmd_export(uint32_t node, const char *sub, const char *name, uint64_t size,
+		      uint64_t target, bool json)
+{
+	static struct wire_msg req, rep;
+	struct msgconn *c;
+	int rc;
+
+	memset(&req, 0, sizeof(req));
+	if (name && strlen(name) >= CONFIG_NAME_LEN) {
+		fprintf(stderr, "rtmemctl: export name '%s' is longer than %d characters\n",
+			name, CONFIG_NAME_LEN - 1);
+		return 1;
+	}
+	if (name)
+		snprintf(req.export_req.name, sizeof(req.export_req.name), "%s", name);
+	req.export_req.size = size;
+	req.export_req.target = target;
+	req.cmd = !strcmp(sub, "add") ? WIRE_EXPORT_ADD
+		  : !strcmp(sub, "del")	? WIRE_EXPORT_DEL
+					: WIRE_EXPORT_LIST;
+	c = export_connect(node);
+	if (!c)
+		return 1;
+	rc = request(c, &req, &rep, WIRE_EXPORT_REPLY);
+	msgconn_free(c);
+	if (rc < 0)
+		return 1;
+	if (req.cmd == WIRE_EXPORT_LIST)
+		print_exports(&rep, json);
+	else
+		printf("export %s %s\n", name, req.cmd == WIRE_EXPORT_ADD ? "added" : "deleted");
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rtmemctl -c CONFIG [--json] status\n"
 		   "       rtmemctl -c CONFIG [--wait] leave ID\n"
-		   "       rtmemctl -c CONFIG wait-ready --donors N [--timeout S]\n");
+		   "       rtmemctl -c CONFIG wait-ready --donors N [--timeout S]\n"
+		   "       rtmemctl -c CONFIG [--node ID] [--target SIZE] export add NAME SIZE\n"
+		   "       rtmemctl -c CONFIG [--node ID] export del NAME\n"
+		   "       rtmemctl -c CONFIG [--node ID] [--json] export list\n");
+}
+
+/* parse_size - "64M", "1G", "4096" (config_parse_size) with a clear error. */
+static int parse_size(const char *what, const char *s, uint64_t *out)
+{
+	if (config_parse_size(s, out) < 0) {
+		fprintf(stderr, "rtmemctl: bad %s '%s' (a number of bytes, or with k/M/G/T)\n",
+			what, s);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -334,11 +473,14 @@ int main(int argc, char **argv)
 		{ "wait", no_argument, NULL, 'w' },
 		{ "donors", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "target", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct config cfg;
-	unsigned long donors = 1, timeout = 60, id;
+	unsigned long donors = 1, timeout = 60, id, node = 0;
+	uint64_t size, target = 0;
 	const char *path = NULL, *cmd;
 	bool json = false, wait = false;
 	char err[256];
@@ -362,6 +504,15 @@ int main(int argc, char **argv)
 		case 't':
 			if (parse_uint(optarg, 86400, &timeout) < 0)
 				return 1;
+			break;
+		case 'n':
+			if (parse_uint(optarg, UINT32_MAX - 1, &node) < 0)
+				return 1;
+			break;
+		case 'T':
+			if (parse_size("target", optarg, &target) < 0)
+				return 1;
+			target /= RTM_PAGE_SIZE; /* pages */
 			break;
 		case 'h':
 			usage(stdout);
@@ -391,6 +542,24 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "wait-ready") && optind == argc)
 		return cmd_wait_ready((unsigned)donors, (unsigned)timeout);
+	if (!strcmp(cmd, "export") && optind < argc) {
+		const char *sub = argv[optind++];
+		int left = argc - optind;
+
+		if (!strcmp(sub, "add") && left == 2) {
+			if (parse_size("export size", argv[optind + 1], &size) < 0)
+				return 1;
+			if (!size) {
+				fprintf(stderr, "rtmemctl: export size must not be 0\n");
+				return 1;
+			}
+			return cmd_export((uint32_t)node, sub, argv[optind], size, target, json);
+		}
+		if (!strcmp(sub, "del") && left == 1)
+			return cmd_export((uint32_t)node, sub, argv[optind], 0, 0, json);
+		if (!strcmp(sub, "list") && left == 0)
+			return cmd_export((uint32_t)node, sub, NULL, 0, 0, json);
+	}
 	usage(stderr);
 	return 1;
 }

@@ -21,3 +21,6 @@ client_used() {
 	json_get "[c['used'] for c in s['clients'] if c['name']=='$1'][0]"
 }
 borrower_alive() { kill -0 "$(cat "$DIR/borrower.pid")" 2>/dev/null; }
+# sha_of FILE / sha_of_uri URI: sha256 of a file / of an export read with nbdcopy
+sha_of() { sha256sum <"$1" | cut -d' ' -f1; }
+sha_of_uri() { nbdcopy "$1" - | sha256sum | cut -d' ' -f1; }

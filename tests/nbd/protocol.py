@@ -14,15 +14,10 @@ import struct
 import sys
 
 import nbd
+from nbdcheck import check, failures, recvall
 
 sock_path, export, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def expect_err(what, fn, want):
@@ -38,8 +33,11 @@ def expect_err(what, fn, want):
 # ------------------------------------------------------------------ libnbd
 h = nbd.NBD()
 h.set_strict_mode(0)  # let bad requests through to the server
+h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
 h.connect_uri("nbd+unix:///%s?socket=%s" % (export, sock_path))
 check(h.get_size() == size, "size %d" % h.get_size())
+check(h.get_structured_replies_negotiated(), "structured replies negotiated")
+check(h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), "base:allocation negotiated")
 check(h.get_block_size(nbd.SIZE_MINIMUM) == 512, "minimum block size 512")
 check(h.get_block_size(nbd.SIZE_PREFERRED) == 4096, "preferred block size 4096")
 check(h.get_block_size(nbd.SIZE_MAXIMUM) == 32 << 20, "maximum block size 32M")
@@ -59,8 +57,8 @@ expect_err("misaligned trim", lambda: h.trim(1000, 0), errno.EINVAL)
 expect_err("oversized read (40M)", lambda: h.pread(40 << 20, 0), errno.EINVAL)
 expect_err("oversized write (40M, payload skipped)",
            lambda: h.pwrite(b"z" * (40 << 20), 0), errno.EINVAL)
-expect_err("DF flag without structured replies",
-           lambda: h.pread(4096, 0, nbd.CMD_FLAG_DF), errno.EINVAL)
+expect_err("unknown read flag (error chunk)",
+           lambda: h.pread(4096, 0, 1 << 5), errno.EINVAL)
 expect_err("NO_HOLE on a write", lambda: h.pwrite(b"w" * 4096, 0, nbd.CMD_FLAG_NO_HOLE),
            errno.EINVAL)
 
@@ -98,6 +96,72 @@ h.pwrite(b"f" * 4096, 4096, nbd.CMD_FLAG_FUA)
 h.flush()
 check(h.pread(4096, 4096) == b"f" * 4096, "FUA write and flush")
 
+# structured reads: holes for never written / trimmed / zeroed blocks, data chunks
+# for the rest, every byte in place; DF gives one data chunk
+def chunks_of(count, off, flags=0):
+    got = []
+
+    def cb(subbuf, offset, status, err):
+        got.append((status, offset, len(subbuf), bytes(subbuf)))
+        return 0
+    data = h.pread_structured(count, off, cb, flags)
+    return data, sorted(got, key=lambda c: c[1])
+
+
+H = 8 << 20  # an untouched area
+d1, d2 = os.urandom(8192), os.urandom(4096 + 512)
+h.pwrite(d1, H)
+h.pwrite(d2, H + 5 * 4096)
+data, got = chunks_of(10 * 4096, H)
+exp = d1 + bytes(3 * 4096) + d2 + bytes(10 * 4096 - 5 * 4096 - len(d2))
+check(data == exp, "structured read of data and holes returns the right bytes")
+check([(c[0], c[1] - H, c[2]) for c in got] ==
+      [(nbd.READ_DATA, 0, 8192), (nbd.READ_HOLE, 8192, 3 * 4096),
+       (nbd.READ_DATA, 5 * 4096, 2 * 4096), (nbd.READ_HOLE, 7 * 4096, 3 * 4096)],
+      "chunks: data, hole, data, hole (%s)" % [(c[0], c[1] - H, c[2]) for c in got])
+check(all(c[3] == exp[c[1] - H:c[1] - H + c[2]] for c in got), "each chunk's bytes")
+data, got = chunks_of(10 * 4096, H, nbd.CMD_FLAG_DF)
+check(data == exp and len(got) == 1 and got[0][0] == nbd.READ_DATA,
+      "DF read -> one data chunk")
+data, got = chunks_of(1 << 20, size - (1 << 20))
+check(data == bytes(1 << 20) and [c[0] for c in got] == [nbd.READ_HOLE],
+      "never written 1M -> one hole chunk")
+h.trim(4096, H)
+h.zero(4096, H + 4096)
+data, got = chunks_of(3 * 4096, H)
+check(data == bytes(8192) + bytes(4096) and [c[0] for c in got] == [nbd.READ_HOLE],
+      "trimmed and zeroed blocks read as a hole")
+data, got = chunks_of(1024, H + 5 * 4096 + 512)
+check(data == d2[512:1536] and [c[0] for c in got] == [nbd.READ_DATA],
+      "unaligned read -> data chunk")
+
+# block status (base:allocation): holes where nothing is stored, data elsewhere
+def extents(count, off, flags=0):
+    got = []
+
+    def cb(meta, offset, ents, err):
+        if meta == nbd.CONTEXT_BASE_ALLOCATION:
+            got.extend(zip(ents[0::2], ents[1::2]))
+        return 0
+    h.block_status(count, off, cb, flags)
+    return got
+
+
+H2 = 16 << 20
+h.pwrite(os.urandom(8192), H2 + 4096)
+h.pwrite(os.urandom(4096), H2 + 5 * 4096)
+got = extents(8 * 4096, H2)
+check(got == [(4096, 3), (8192, 0), (8192, 3), (4096, 0), (8192, 3)],
+      "block status: hole, data, hole, data, hole (%s)" % got)
+got = extents(8 * 4096, H2, nbd.CMD_FLAG_REQ_ONE)
+check(got == [(4096, 3)], "block status REQ_ONE -> one extent (%s)" % got)
+got = extents(1024, H2 + 4096 + 512)
+check(got == [(1024, 0)], "block status inside a data block (%s)" % got)
+expect_err("block status beyond the end", lambda: extents(4096, size), errno.EINVAL)
+h.trim(8192, H2 + 4096)
+got = extents(8 * 4096, H2)
+check(got == [(5 * 4096, 3), (4096, 0), (8192, 3)], "block status after trim (%s)" % got)
+
 # pipelined commands: many in flight at once, answered correctly
 bufs = {}
 for i in range(64):
@@ -115,10 +179,16 @@ check(all(outs[i].to_bytearray() == bufs[i] for i in range(64)),
       "64 pipelined writes then 64 pipelined reads")
 h.shutdown()
 
-# data persists across connections
+# data persists across connections; simple replies when not asked for structured
 h2 = nbd.NBD()
+h2.set_request_structured_replies(False)
 h2.connect_uri("nbd+unix:///%s?socket=%s" % (export, sock_path))
+check(not h2.get_structured_replies_negotiated(), "simple replies on request")
 check(h2.pread(4096, 0) == pat, "data persists across connections")
+expect_err("DF flag without structured replies",
+           lambda: h2.pread(4096, 0, nbd.CMD_FLAG_DF), errno.EINVAL)
+expect_err("simple reply error", lambda: h2.pread(4096, size), errno.EINVAL)
+check(not h2.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), "no meta context without asking")
 h2.shutdown()
 
 # ------------------------------------------------------------------ raw socket
@@ -135,15 +205,6 @@ def connect(flags=1):
     s.sendall(struct.pack(">I", flags))
     return s
 
-
-def recvall(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise EOFError
-        b += d
-    return b
 
 
 def option(s, opt, data=b""):
@@ -167,8 +228,23 @@ ERR = 1 << 31
 s = connect()
 option(s, 99)
 check(reply(s)[1] == ERR + 1, "unknown option -> NBD_REP_ERR_UNSUP")
-option(s, 8)  # structured replies
-check(reply(s)[1] == ERR + 1, "structured replies -> NBD_REP_ERR_UNSUP")
+q = struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 1)
+q += struct.pack(">I", 15) + b"base:allocation"
+option(s, 10, q)
+check(reply(s)[1] == ERR + 3, "SET_META_CONTEXT before structured replies -> INVALID")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 0))
+_, typ, data = reply(s)
+check(typ == 4 and data == struct.pack(">I", 1) + b"base:allocation" and reply(s)[1] == 1,
+      "LIST_META_CONTEXT -> base:allocation, ACK")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 1) +
+       struct.pack(">I", 9) + b"qemu:junk")
+check(reply(s)[1] == 1, "LIST_META_CONTEXT of an unknown context -> ACK only")
+option(s, 9, struct.pack(">I", 7) + b"nothere" + struct.pack(">I", 0))
+check(reply(s)[1] == ERR + 6, "LIST_META_CONTEXT of an unknown export -> UNKNOWN")
+option(s, 9, struct.pack(">I", len(export)) + export.encode() + struct.pack(">I", 2))
+check(reply(s)[1] == ERR + 3, "malformed LIST_META_CONTEXT -> INVALID")
+option(s, 8, b"x")  # structured replies take no data
+check(reply(s)[1] == ERR + 3, "STRUCTURED_REPLY with data -> NBD_REP_ERR_INVALID")
 option(s, 3, b"junk")
 check(reply(s)[1] == ERR + 3, "LIST with data -> NBD_REP_ERR_INVALID")
 option(s, 6, struct.pack(">I", 7) + b"nothere" + struct.pack(">H", 0))
@@ -204,6 +280,41 @@ check(err == 0 and cookie == 8 and recvall(s, 100) == pat[3:103],
       "unaligned read when block sizes were not requested")
 s.sendall(struct.pack(">IHHQQI", 0xDEADBEEF, 0, 0, 9, 0, 0))
 check(closed(s), "bad request magic -> disconnect")
+s.close()
+
+# structured replies on the wire: error chunk, hole chunk, data chunk
+s = connect()
+option(s, 8)
+check(reply(s)[1] == 1, "STRUCTURED_REPLY -> ACK")
+option(s, 7, struct.pack(">I", len(name)) + name + struct.pack(">H", 0))
+while reply(s)[1] != 1:
+    pass
+
+
+def chunk(s):
+    magic, fl, typ, cookie, ln = struct.unpack(">IHHQI", recvall(s, 20))
+    check(magic == 0x668E33EF, "structured reply magic")
+    return fl, typ, cookie, recvall(s, ln)
+
+
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 20, size, 4096))
+fl, typ, cookie, pl = chunk(s)
+check(fl == 1 and typ == 0x8001 and cookie == 20 and
+      pl == struct.pack(">IH", errno.EINVAL, 0), "read beyond the end -> ERROR chunk")
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 21, size - 8192, 8192))
+fl, typ, cookie, pl = chunk(s)
+check(fl == 1 and typ == 2 and cookie == 21 and pl == struct.pack(">QI", size - 8192, 8192),
+      "read of never written blocks -> OFFSET_HOLE chunk")
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 22, 3, 100))
+fl, typ, cookie, pl = chunk(s)
+check(fl == 1 and typ == 1 and cookie == 22 and pl == struct.pack(">Q", 3) + pat[3:103],
+      "read of data -> OFFSET_DATA chunk")
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 23, 0, 0))
+fl, typ, cookie, pl = chunk(s)
+check(fl == 1 and typ == 0 and cookie == 23 and pl == b"", "empty read -> NONE chunk")
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 3, 24, 0, 0))  # FLUSH: simple reply
+magic, err, cookie = struct.unpack(">IIQ", recvall(s, 16))
+check(magic == 0x67446698 and err == 0 and cookie == 24, "flush -> simple reply")
 s.close()
 
 s = connect(flags=0x80)

@@ -68,8 +68,9 @@ for _ in $(seq 50); do
 	sleep 0.2
 done
 [ $gone -eq 1 ] || fail "killed client still holds $u pages"
-# no socket of the dead process: only the borrower's listening socket in DIR
-socks=$(find "$DIR" /var/tmp -maxdepth 1 -type s 2>/dev/null | grep -v "$DIR/borrower.sock" || true)
+# no socket of the dead process: only the borrower's listening sockets in DIR (its tmem
+# client socket, and the NBD socket and its control socket, which every borrower has)
+socks=$(find "$DIR" /var/tmp -maxdepth 1 -type s 2>/dev/null | grep -v -e "$DIR/borrower.sock" -e "$DIR/nbd-10.sock" || true)
 [ -z "$socks" ] || fail "stale sockets: $socks"
 ls /var/tmp/rtmem-spill.* 2>/dev/null && fail "spill file left behind"
 echo "PASS uffd e2e"

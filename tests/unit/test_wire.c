@@ -131,6 +131,30 @@ static void make(struct wire_msg *m, enum wire_cmd cmd, uint32_t n)
 		memset(m->error.text, 'x', WIRE_MAX_TEXT);
 		memcpy(m->error.text, "no slabs left on donor 3: ", 26);
 		break;
+	case WIRE_EXPORT_ADD:
+		strcpy(m->export_req.name, "swap-vm1");
+		m->export_req.size = 1ull << 40;
+		m->export_req.target = 0x0102030405060708ull;
+		break;
+	case WIRE_EXPORT_DEL:
+		memset(m->export_req.name, 'e', CONFIG_NAME_LEN - 1); /* longest name */
+		break;
+	case WIRE_EXPORT_LIST:
+		break;
+	case WIRE_EXPORT_REPLY:
+		m->export_reply.n_exports = n > WIRE_MAX_EXPORTS ? WIRE_MAX_EXPORTS : n;
+		for (uint32_t i = 0; i < m->export_reply.n_exports; i++) {
+			struct wire_export_info *e = &m->export_reply.exports[i];
+
+			snprintf(e->name, sizeof(e->name), "export-%u", i);
+			e->size = (i + 1ull) << 30;
+			e->target = i * 7ull;
+			e->remote_blocks = UINT64_MAX - i;
+			e->file_blocks = 1ull << (i % 64);
+			e->conns = i * 3;
+			e->runtime = (uint8_t)(i & 1);
+		}
+		break;
 	default:
 		fail();
 	}
@@ -170,6 +194,8 @@ static void test_roundtrip_max_counts(void **state)
 	roundtrip(WIRE_STATUS_REPLY, WIRE_MAX_NODES);
 	assert_string_equal(out.status.clients[63].name, "vm-63-swap");
 	assert_int_equal(out.status.nodes[63].slabs_free, 1);
+	roundtrip(WIRE_EXPORT_REPLY, WIRE_MAX_EXPORTS);
+	assert_string_equal(out.export_reply.exports[63].name, "export-63");
 }
 
 static void test_wire_layout(void **state)
@@ -315,6 +341,10 @@ static void test_counts_out_of_range(void **state)
 	over_max(WIRE_STATUS_REPLY, WIRE_MAX_NODES, 8, node, 16);
 	over_max(WIRE_STATUS_REPLY, WIRE_MAX_CLIENTS, 12, client,
 		 16 + WIRE_MAX_NODES * node);
+	over_max(WIRE_EXPORT_REPLY, WIRE_MAX_EXPORTS, 8, 69, 12);
+	make(&in, WIRE_EXPORT_REPLY, 1);
+	in.export_reply.n_exports = WIRE_MAX_EXPORTS + 1;
+	assert_int_equal(wire_encode(&in, buf, sizeof(buf)), -EINVAL);
 
 	/* the encoder refuses them too */
 	make(&in, WIRE_GRANT, 1);
@@ -366,6 +396,8 @@ static void test_enums_out_of_range(void **state)
 	patch_expect(WIRE_STATUS_REPLY, 16 + 4, 5, -EBADMSG);  /* role */
 	patch_expect(WIRE_STATUS_REPLY, 16 + 5, NODE_RECOVERY + 1, -EBADMSG);
 	patch_expect(WIRE_STATUS_REPLY, 16 + 6, 2, -EBADMSG);  /* connected */
+	patch_expect(WIRE_EXPORT_REPLY, 12 + 68, 2, -EBADMSG); /* runtime */
+	patch_expect(WIRE_EXPORT_REPLY, 12 + 68, 1, 0);
 
 	make(&in, WIRE_REGISTER, 0);
 	in.reg.role = 9;
@@ -396,6 +428,45 @@ static void test_error_text(void **state)
 	assert_int_equal(wire_encode(&in, buf, sizeof(buf)), 8 + 4 + 2 + 5);
 	assert_int_equal(wire_decode(buf, 19, &out), 19);
 	assert_string_equal(out.error.text, "short");
+}
+
+/* The export messages: exact layout, names checked both ways, short bodies. */
+static void test_export_msgs(void **state)
+{
+	int len;
+
+	make(&in, WIRE_EXPORT_ADD, 0);
+	len = wire_encode(&in, buf, sizeof(buf));
+	assert_int_equal(len, 8 + CONFIG_NAME_LEN + 8 + 8);
+	assert_memory_equal(buf + 8, "swap-vm1\0", 9);
+	assert_true(wire_get64(buf + 40) == 1ull << 40);
+	assert_true(wire_get64(buf + 48) == 0x0102030405060708ull);
+	assert_int_equal(wire_decode(buf, (size_t)len - 1, &out), 0);
+	wire_put32(buf, (uint32_t)len - 8); /* frame without the target */
+	assert_int_equal(wire_decode(buf, (size_t)len - 8, &out), -EBADMSG);
+	wire_put32(buf, (uint32_t)len);
+	memset(buf + 8, 'N', CONFIG_NAME_LEN); /* unterminated name */
+	assert_int_equal(wire_decode(buf, (size_t)len, &out), -EBADMSG);
+	memset(in.export_req.name, 'N', CONFIG_NAME_LEN);
+	assert_int_equal(wire_encode(&in, buf, sizeof(buf)), -EINVAL);
+
+	make(&in, WIRE_EXPORT_DEL, 0);
+	len = wire_encode(&in, buf, sizeof(buf));
+	assert_int_equal(len, 8 + CONFIG_NAME_LEN);
+	buf[len] = 0; /* a trailing byte */
+	wire_put32(buf, (uint32_t)len + 1);
+	assert_int_equal(wire_decode(buf, (size_t)len + 1, &out), -EBADMSG);
+
+	make(&in, WIRE_EXPORT_LIST, 0);
+	assert_int_equal(wire_encode(&in, buf, sizeof(buf)), 8);
+
+	make(&in, WIRE_EXPORT_REPLY, 2);
+	len = wire_encode(&in, buf, sizeof(buf));
+	assert_int_equal(len, 8 + 4 + 2 * 69);
+	assert_int_equal(wire_decode(buf, (size_t)len, &out), len);
+	assert_string_equal(out.export_reply.exports[1].name, "export-1");
+	wire_put32(buf + 8, 3); /* more entries than the body holds */
+	assert_int_equal(wire_decode(buf, (size_t)len, &out), -EBADMSG);
 }
 
 static void test_encode_nospace(void **state)
@@ -437,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_unterminated_name),
 		cmocka_unit_test(test_enums_out_of_range),
 		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_export_msgs),
 		cmocka_unit_test(test_encode_nospace),
 		cmocka_unit_test(test_names),
 	};
