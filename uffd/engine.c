@@ -29,6 +29,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@ enum { LOC_NONE = 0, LOC_STORE = 1, LOC_FILE = 2 };
 #define PF_EVICT 0x08 /* written back, madvise pending */
 #define PF_GONE 0x10  /* unmapped */
 #define PF_ZAP 0x20   /* removed (DONTNEED/munmap) while evicting */
+#define PF_CKEY 0x40  /* (child tables) the copy is under the child's key (ckey) */
 
 struct page {
 	uint8_t loc, fl;
@@ -66,16 +68,9 @@ struct region {
 	size_t npages;
 	size_t live;      /* pages still mapped */
 	uint32_t key_id;  /* store keys: oid = key_id << 16 | gen, index = key_off + i */
+	uint32_t ckey;    /* in a child's table: key_id of the child's own copies */
 	size_t key_off;
 	struct page *pg;
-};
-
-/* a forked child served through the uffd the FORK event gave us */
-struct child {
-	struct child *next;
-	int fd;
-	unsigned n;
-	struct region *regs; /* snapshot at fork */
 };
 
 struct fault {
@@ -91,6 +86,27 @@ struct victim {
 struct run {
 	uintptr_t addr;
 	size_t len;
+};
+
+/* a forked child (or grandchild) served through the uffd its FORK event gave us */
+struct child {
+	struct child *next;
+	int fd;          /* the child's userfaultfd */
+	int ctl;         /* socket to the child's dropper thread; -1: none (no budget) */
+	pid_t pid;       /* from the dropper's hello; 0 until then */
+	unsigned n;
+	struct region *regs; /* its page table: a snapshot at fork, then kept up to date */
+	uint16_t gen;    /* generation of its own puts (bumped when it forks) */
+	size_t resident; /* pages we installed in it and did not evict */
+	unsigned hand_r; /* CLOCK hand */
+	size_t hand_i;
+	struct victim *ev; /* eviction in flight */
+	size_t evn;
+	struct run *runs;
+	size_t nruns;
+	bool drop_pending;
+	struct fault *q; /* deferred faults */
+	size_t qn, qcap;
 };
 
 static __thread int in_engine;
@@ -114,7 +130,9 @@ static struct engine {
 	atomic_uintptr_t lo, hi; /* bounds of all regions, for the shim's quick test */
 	uint32_t next_key;
 	uint16_t gen;
-	struct child *children;
+	struct child *children, *newkids;
+	pthread_mutex_t fork_mu; /* one fork at a time (atfork prepare .. parent) */
+	int fork_ctl, fork_peer; /* socketpair for the dropper of the child being forked */
 
 	size_t budget, resident, batch;
 	struct rtmem_stats st;
@@ -157,9 +175,12 @@ static struct engine {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.dmu = PTHREAD_MUTEX_INITIALIZER,
 	.dcond = PTHREAD_COND_INITIALIZER,
+	.fork_mu = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = -1,
 	.wake_fd = -1,
 	.drop_fd = -1,
+	.fork_ctl = -1,
+	.fork_peer = -1,
 };
 
 static char last_error[512];
@@ -488,63 +509,7 @@ static void region_remap(uintptr_t from, uintptr_t to, size_t len)
 	regions_reap();
 }
 
-static struct child *child_new(int fd)
-{
-	struct child *c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	unsigned n = 0;
-	for (struct region *r = E.regions; r; r = r->next)
-		n++;
-	c->regs = calloc(n ? n : 1, sizeof(*c->regs));
-	if (!c->regs) {
-		free(c);
-		return NULL;
-	}
-	for (struct region *r = E.regions; r; r = r->next) {
-		struct region *s = &c->regs[c->n];
-		*s = *r;
-		s->next = NULL;
-		s->pg = sys_alloc(r->npages * sizeof(struct page));
-		if (!s->pg)
-			break;
-		c->n++;
-		for (size_t i = 0; i < r->npages; i++) {
-			s->pg[i] = r->pg[i];
-			s->pg[i].fl = 0;
-			if (r->pg[i].fl & PF_GONE)
-				s->pg[i].loc = LOC_NONE;
-		}
-	}
-	c->fd = fd;
-	return c;
-}
-
-static void child_free(struct child *c)
-{
-	for (unsigned i = 0; i < c->n; i++)
-		uffd_sys_munmap(c->regs[i].pg, c->regs[i].npages * sizeof(struct page));
-	free(c->regs);
-	close(c->fd);
-	free(c);
-}
-
-static void on_fork(int fd)
-{
-	struct child *c = child_new(fd);
-	if (!c) {
-		log_err("fork: out of memory for the child's page table; child fd %d closed, "
-			"its non-resident pages will read as zero", fd);
-		close(fd);
-		return;
-	}
-	c->next = E.children;
-	E.children = c;
-	E.gen++; /* from now on the parent's puts never overwrite the child's copies */
-	E.st.forks++;
-	log_dbg("fork: child uffd %d, %u regions, parent store generation %u", fd, c->n,
-		E.gen);
-}
+static void on_fork(int fd);
 
 static void queue_fault(uintptr_t addr, uint64_t flags)
 {
@@ -934,7 +899,9 @@ static void fetch(const struct region *r, const size_t *idx, unsigned n, uint8_t
 		const struct page *p = &r->pg[idx[k]];
 		uint8_t *dst = buf + (size_t)k * PAGE;
 		if (p->loc == LOC_STORE) {
-			E.io[ns++] = (struct ustore_io){ .oid = key_oid(r, p->gen),
+			uint64_t oid = (p->fl & PF_CKEY) ? (uint64_t)r->ckey << 16 | p->gen :
+							     key_oid(r, p->gen);
+			E.io[ns++] = (struct ustore_io){ .oid = oid,
 							 .index = (uint32_t)(r->key_off + idx[k]),
 							 .page = dst };
 		} else if (p->loc == LOC_FILE) {
@@ -1044,10 +1011,60 @@ static int install(struct region *r, const size_t *idx, unsigned n, const uint8_
 	return 0;
 }
 
+/* vma_bounds - the mapping (from /proc/self/maps) that contains @addr. */
+static int vma_bounds(uintptr_t addr, uintptr_t *start, uintptr_t *end)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -errno;
+	char line[512];
+	int rc = -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && addr >= a && addr < b) {
+			*start = a;
+			*end = b;
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* region_adopt - a fault in a registered mapping outside every region: the part a
+ * region grew by (mremap in place, or the tail beyond the moved pages of an
+ * mremap that moved and grew it). Track the untracked stretch of that mapping
+ * around @addr as a region of its own (fresh store keys, all pages zero), so it is
+ * paged and evicted like the rest. */
+static struct region *region_adopt(uintptr_t addr)
+{
+	uintptr_t lo = 0, hi = 0;
+	if (vma_bounds(addr, &lo, &hi))
+		return NULL;
+	for (struct region *r = E.regions; r; r = r->next) {
+		uintptr_t rend = r->base + r->npages * PAGE;
+		if (rend <= addr && rend > lo)
+			lo = rend;
+		if (r->base > addr && r->base < hi)
+			hi = r->base;
+	}
+	struct region *r = region_new(lo, (hi - lo) / PAGE, E.next_key++, 0);
+	if (!r)
+		return NULL;
+	r->next = E.regions;
+	E.regions = r;
+	bounds_update();
+	E.st.adopted += r->npages;
+	log_dbg("adopted %#lx+%#lx (grown part of a region) as key %u", (unsigned long)lo,
+		(unsigned long)(hi - lo), r->key_id);
+	return r;
+}
+
 static int serve_unknown(const struct fault *f)
 {
-	/* a page of a registered vma we do not track (e.g. the grown part of an
-	 * mremap): plain anonymous semantics, never evicted */
+	/* a page of a registered vma we cannot track (out of memory): plain anonymous
+	 * semantics, never evicted */
 	int err;
 	if (f->flags & UFFD_PAGEFAULT_FLAG_WP)
 		err = uffd_wp(E.uffd, f->addr, PAGE, false);
@@ -1061,6 +1078,8 @@ static int serve_unknown(const struct fault *f)
 static int serve(const struct fault *f)
 {
 	struct region *r = region_find(f->addr);
+	if (!r)
+		r = region_adopt(f->addr);
 	if (!r)
 		return serve_unknown(f);
 	size_t i = (f->addr - r->base) / PAGE;
@@ -1089,8 +1108,11 @@ static int serve(const struct fault *f)
 		uffd_wake(E.uffd, f->addr, PAGE);
 		return OK;
 	}
-	if (p->fl & PF_GONE)
-		return OK;
+	if (p->fl & PF_GONE) { /* unmapped, then mapped again by an mremap growing in place */
+		*p = (struct page){ 0 };
+		r->live++;
+		E.st.adopted++;
+	}
 	if (E.resident + 1 > E.budget)
 		return DEFER;
 
@@ -1148,7 +1170,17 @@ static int serve(const struct fault *f)
 	return OK;
 }
 
-/* ------------------------------------------------------------ children */
+/* ------------------------------------------------------------ children
+ *
+ * A forked child's registered ranges belong to a new userfaultfd that arrives here
+ * with UFFD_EVENT_FORK; this handler serves its faults from a snapshot of the page
+ * table taken at fork (store copies the parent never overwrites: E.gen was bumped).
+ * The child gets a budget of its own, the same size as the parent's: pages this
+ * handler installs in it are counted and evicted (CLOCK, dirty ones written back
+ * under keys of its own, read with process_vm_readv) by a small dropper thread the
+ * atfork handler starts in the child, which madvises on request over a socket
+ * (only the child can zap its own pages). A grandchild is served from its parent's
+ * table in the same way, without a budget (no dropper: see docs/uffd.md). */
 
 static struct region *child_region(struct child *c, uintptr_t addr)
 {
@@ -1160,45 +1192,363 @@ static struct region *child_region(struct child *c, uintptr_t addr)
 	return NULL;
 }
 
+/* child_new - a child served through @fd whose pages are those of @src[0..n) as
+ * they are now (@nested: @src is a child's table, whose own copies keep its keys). */
+static struct child *child_new(int fd, struct region *const *src, unsigned n, bool nested)
+{
+	struct child *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->regs = calloc(n ? n : 1, sizeof(*c->regs));
+	c->ev = calloc(MAX_EVICT, sizeof(*c->ev));
+	c->runs = calloc(MAX_EVICT, sizeof(*c->runs));
+	if (!c->regs || !c->ev || !c->runs)
+		goto fail;
+	for (unsigned k = 0; k < n; k++) {
+		struct region *s = &c->regs[c->n];
+		*s = *src[k];
+		s->next = NULL;
+		if (!nested)
+			s->ckey = E.next_key++;
+		s->pg = sys_alloc(src[k]->npages * sizeof(struct page));
+		if (!s->pg)
+			goto fail;
+		c->n++;
+		for (size_t i = 0; i < s->npages; i++) {
+			struct page *p = &s->pg[i];
+			*p = src[k]->pg[i];
+			p->fl &= PF_CKEY;
+			if (src[k]->pg[i].fl & PF_GONE)
+				*p = (struct page){ 0 };
+		}
+	}
+	c->fd = fd;
+	c->ctl = -1;
+	return c;
+fail:
+	for (unsigned k = 0; k < c->n; k++)
+		uffd_sys_munmap(c->regs[k].pg, c->regs[k].npages * sizeof(struct page));
+	free(c->regs);
+	free(c->ev);
+	free(c->runs);
+	free(c);
+	return NULL;
+}
+
+static void child_free(struct child *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		uffd_sys_munmap(c->regs[i].pg, c->regs[i].npages * sizeof(struct page));
+	free(c->regs);
+	free(c->ev);
+	free(c->runs);
+	free(c->q);
+	close(c->fd);
+	if (c->ctl >= 0)
+		close(c->ctl);
+	free(c);
+}
+
+static void child_add(struct child *c, const char *what)
+{
+	c->next = E.newkids;
+	E.newkids = c;
+	E.st.forks++;
+	log_dbg("fork: %s uffd %d, %u regions, %s", what, c->fd, c->n,
+		c->ctl >= 0 ? "own budget" : "no budget");
+}
+
+static void on_fork(int fd)
+{
+	unsigned n = 0;
+	for (struct region *r = E.regions; r; r = r->next)
+		n++;
+	struct region **src = calloc(n ? n : 1, sizeof(*src));
+	struct child *c = NULL;
+	if (src) {
+		n = 0;
+		for (struct region *r = E.regions; r; r = r->next)
+			src[n++] = r;
+		c = child_new(fd, src, n, false);
+		free(src);
+	}
+	if (!c) {
+		log_err("fork: out of memory for the child's page table; child fd %d closed, "
+			"its non-resident pages will read as zero", fd);
+		close(fd);
+		return;
+	}
+	c->ctl = E.fork_ctl; /* the socket to the dropper the child starts */
+	E.fork_ctl = -1;
+	E.gen++; /* from now on the parent's puts never overwrite the child's copies */
+	child_add(c, "child");
+}
+
+static void child_fork(struct child *c, int fd)
+{
+	struct region **src = calloc(c->n ? c->n : 1, sizeof(*src));
+	struct child *g = NULL;
+	if (src) {
+		for (unsigned k = 0; k < c->n; k++)
+			src[k] = &c->regs[k];
+		g = child_new(fd, src, c->n, true);
+		free(src);
+	}
+	if (!g) {
+		log_err("fork of a child: out of memory; grandchild fd %d closed, its "
+			"non-resident pages will read as zero", fd);
+		close(fd);
+		return;
+	}
+	c->gen++; /* the child's later puts never overwrite the grandchild's copies */
+	child_add(g, "grandchild");
+}
+
+static bool child_in_drop(const struct child *c, uintptr_t start, uintptr_t end)
+{
+	if (!c->drop_pending)
+		return false;
+	for (size_t k = 0; k < c->nruns; k++)
+		if (start < c->runs[k].addr + c->runs[k].len && end > c->runs[k].addr)
+			return true;
+	return false;
+}
+
+/* child_range - the child discarded or unmapped [start, end): those pages read as
+ * zero from now on (its own REMOVE events, from our drops, are filtered before). */
 static void child_range(struct child *c, uintptr_t start, uintptr_t end)
 {
 	for (uintptr_t a = start & ~(uintptr_t)(PAGE - 1); a < end; a += PAGE) {
 		struct region *r = child_region(c, a);
-		if (r) {
-			struct page *p = &r->pg[(a - r->base) / PAGE];
-			p->loc = LOC_NONE;
-			p->fl = 0;
-		}
+		if (!r)
+			continue;
+		struct page *p = &r->pg[(a - r->base) / PAGE];
+		if (p->fl & PF_RES)
+			c->resident--;
+		*p = (struct page){ 0 };
 	}
 }
 
-/* child_serve - fault of a forked child: its pages come from the snapshot taken at
- * fork (the parent never overwrites those store copies); no budget, no prefetch. */
-static int child_serve(struct child *c, uintptr_t addr, uint64_t flags)
+enum { GONE = 3 };
+
+static int child_ioctl_rc(int err)
 {
-	addr &= ~(uintptr_t)(PAGE - 1);
-	struct region *r = child_region(c, addr);
-	int err = 0;
-	if (flags & UFFD_PAGEFAULT_FLAG_WP)
-		return uffd_wp(c->fd, addr, PAGE, false);
-	if (!r) {
-		fill(c->fd, addr, NULL, PAGE, false, &err);
-		return err;
-	}
-	size_t i = (addr - r->base) / PAGE;
-	struct page *p = &r->pg[i];
-	if (p->fl & PF_RES)
-		return uffd_wake(c->fd, addr, PAGE);
-	fetch(r, &i, 1, E.fbuf);
-	fill(c->fd, addr, E.fbuf, PAGE, false, &err);
-	if (!err) {
-		p->fl |= PF_RES;
-		E.st.child_faults++;
-	}
-	return err;
+	return err == -EAGAIN ? AGAIN : err == -ESRCH ? GONE : OK;
 }
 
-/* child_read - returns false when the child is gone */
+/* child_serve - one fault of a child: DEFER while its page is being evicted or its
+ * budget is full (an eviction is started), GONE once it exited. */
+static int child_serve(struct child *c, const struct fault *f)
+{
+	struct region *r = child_region(c, f->addr);
+	int err = 0;
+	if (!r) {
+		if (f->flags & UFFD_PAGEFAULT_FLAG_WP)
+			return child_ioctl_rc(uffd_wp(c->fd, f->addr, PAGE, false));
+		fill(c->fd, f->addr, NULL, PAGE, false, &err);
+		return child_ioctl_rc(err);
+	}
+	size_t i = (f->addr - r->base) / PAGE;
+	struct page *p = &r->pg[i];
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
+		if (p->fl & PF_EVICT)
+			return DEFER;
+		err = uffd_wp(c->fd, f->addr, PAGE, false);
+		if (!err && (p->fl & PF_RES))
+			p->fl |= PF_DIRTY | PF_REF;
+		return child_ioctl_rc(err);
+	}
+	if ((p->fl & PF_EVICT) || child_in_drop(c, f->addr, f->addr + PAGE))
+		return DEFER;
+	if (p->fl & PF_RES)
+		return child_ioctl_rc(uffd_wake(c->fd, f->addr, PAGE));
+	if (c->ctl >= 0 && c->resident >= E.budget) /* (before its pid came: wait for it) */
+		return DEFER;
+	bool wp = E.have_wp && !(f->flags & UFFD_PAGEFAULT_FLAG_WRITE);
+	fetch(r, &i, 1, E.fbuf);
+	fill(c->fd, f->addr, E.fbuf, PAGE, wp, &err);
+	if (!err) {
+		p->fl |= PF_RES | PF_REF | (wp ? 0 : PF_DIRTY);
+		c->resident++;
+		E.st.child_faults++;
+		if (c->resident > E.st.child_resident_max)
+			E.st.child_resident_max = c->resident;
+	}
+	return child_ioctl_rc(err);
+}
+
+static void child_unpick(struct child *c)
+{
+	for (size_t k = 0; k < c->evn; k++)
+		if (c->ev[k].r)
+			unpick(&c->ev[k]);
+	c->evn = 0;
+}
+
+/* child_writeback - copy the child's dirty victims to the store under its own keys
+ * (write-protected first so that its racing writes wait). Victims that cannot be
+ * read or stored stay resident (the child is then over its budget). */
+static void child_writeback(struct child *c)
+{
+	unsigned n = 0;
+	struct victim *d[MAX_EVICT];
+	for (size_t a = 0; a < c->evn;) {
+		size_t b = a + 1;
+		struct victim *v = &c->ev[a];
+		if (!(v->r->pg[v->idx].fl & PF_DIRTY)) {
+			a++;
+			continue;
+		}
+		while (b < c->evn && c->ev[b].r == v->r && c->ev[b].idx == c->ev[b - 1].idx + 1 &&
+		       (v->r->pg[c->ev[b].idx].fl & PF_DIRTY))
+			b++;
+		uintptr_t addr = v->r->base + v->idx * PAGE;
+		size_t len = (b - a) * PAGE;
+		int rc = E.have_wp ? uffd_wp(c->fd, addr, len, true) : 0;
+		if (!rc) {
+			struct iovec local = { .iov_base = E.evbuf + (size_t)n * PAGE, .iov_len = len };
+			struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+			ssize_t got = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
+			if (got != (ssize_t)len)
+				rc = got < 0 ? -errno : -EFAULT;
+		}
+		if (rc)
+			log_dbg("child %d: evict run %#lx+%zu: %s, skipped", (int)c->pid,
+				(unsigned long)addr, len, strerror(-rc));
+		for (size_t k = a; k < b; k++) {
+			if (rc) {
+				unpick(&c->ev[k]);
+				continue;
+			}
+			struct region *r = c->ev[k].r;
+			E.io[n] = (struct ustore_io){ .oid = (uint64_t)r->ckey << 16 | c->gen,
+						      .index = (uint32_t)(r->key_off + c->ev[k].idx),
+						      .page = E.evbuf + (size_t)n * PAGE };
+			d[n++] = &c->ev[k];
+		}
+		a = b;
+	}
+	if (!n)
+		return;
+	int rc = E.store->ops->put(E.store, E.io, n);
+	if (rc < 0)
+		log_warn("%s store: put of %u pages of a child: %s; they stay resident",
+			 E.store->ops->name, n, strerror(-rc));
+	for (unsigned k = 0; k < n; k++) {
+		if (E.io[k].status) {
+			unpick(d[k]);
+			continue;
+		}
+		struct page *p = &d[k]->r->pg[d[k]->idx];
+		p->loc = LOC_STORE;
+		p->gen = c->gen;
+		p->fl = (uint8_t)((p->fl & ~PF_DIRTY) | PF_CKEY);
+		E.st.writebacks++;
+	}
+}
+
+/* child_evict - pick a batch of the child's resident pages (CLOCK), write back the
+ * dirty ones and ask its dropper to zap them. */
+static void child_evict(struct child *c)
+{
+	if (c->ctl < 0 || !c->pid || c->drop_pending || !c->n)
+		return;
+	size_t total = 0;
+	for (unsigned k = 0; k < c->n; k++)
+		total += c->regs[k].npages;
+	unsigned ri = c->hand_r < c->n ? c->hand_r : 0;
+	size_t i = c->hand_i;
+	c->evn = 0;
+	for (size_t scanned = 0; c->evn < E.batch && scanned < 2 * total + 1; scanned++, i++) {
+		if (i >= c->regs[ri].npages) {
+			ri = (ri + 1) % c->n;
+			i = 0;
+		}
+		struct page *p = &c->regs[ri].pg[i];
+		if ((p->fl & (PF_RES | PF_EVICT)) != PF_RES)
+			continue;
+		if (p->fl & PF_REF) {
+			p->fl &= (uint8_t)~PF_REF;
+			continue;
+		}
+		p->fl |= PF_EVICT;
+		c->ev[c->evn++] = (struct victim){ .r = &c->regs[ri], .idx = i };
+	}
+	c->hand_r = ri;
+	c->hand_i = i;
+	child_writeback(c);
+	size_t nr = 0;
+	for (size_t k = 0; k < c->evn; k++) {
+		struct victim *v = &c->ev[k];
+		if (!v->r)
+			continue;
+		uintptr_t addr = v->r->base + v->idx * PAGE;
+		if (nr && c->runs[nr - 1].addr + c->runs[nr - 1].len == addr)
+			c->runs[nr - 1].len += PAGE;
+		else
+			c->runs[nr++] = (struct run){ .addr = addr, .len = PAGE };
+	}
+	if (!nr || send(c->ctl, c->runs, nr * sizeof(*c->runs), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		child_unpick(c);
+		return;
+	}
+	c->nruns = nr;
+	c->drop_pending = true;
+	E.st.madvise_calls += nr;
+}
+
+static void child_drop_done(struct child *c)
+{
+	for (size_t k = 0; k < c->evn; k++) {
+		struct victim *v = &c->ev[k];
+		if (!v->r)
+			continue;
+		struct page *p = &v->r->pg[v->idx];
+		if (!(p->fl & PF_EVICT))
+			continue; /* discarded by the child meanwhile (child_range) */
+		c->resident--;
+		E.st.child_evicted++;
+		p->fl &= (uint8_t)~(PF_RES | PF_EVICT | PF_REF | PF_DIRTY);
+	}
+	c->evn = 0;
+	c->nruns = 0;
+	c->drop_pending = false;
+}
+
+/* child_ctl - messages of the child's dropper: its pid, then one ack per drop.
+ * Returns false when the dropper is gone (the child exited or exec'd). */
+static bool child_ctl(struct child *c)
+{
+	for (;;) {
+		pid_t buf[2];
+		ssize_t n = recv(c->ctl, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0)
+			return false;
+		if (n == sizeof(pid_t) && !c->pid)
+			c->pid = buf[0];
+		else if (c->drop_pending)
+			child_drop_done(c);
+	}
+}
+
+static void child_queue(struct child *c, uintptr_t addr, uint64_t flags)
+{
+	if (c->qn == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 16;
+		struct fault *n = realloc(c->q, cap * sizeof(*n));
+		if (!n) {
+			log_err("child fault queue: out of memory");
+			abort();
+		}
+		c->q = n;
+		c->qcap = cap;
+	}
+	c->q[c->qn++] = (struct fault){ .addr = addr & ~(uintptr_t)(PAGE - 1), .flags = flags };
+}
+
+/* child_read - read the child's events; returns false when the child is gone */
 static bool child_read(struct child *c)
 {
 	struct uffd_msg msgs[32];
@@ -1208,28 +1558,25 @@ static bool child_read(struct child *c)
 			return errno == EAGAIN || errno == EINTR;
 		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
 			struct uffd_msg *m = &msgs[k];
-			int rc = 0;
+			uintptr_t s = (uintptr_t)m->arg.remove.start, e = (uintptr_t)m->arg.remove.end;
 			switch (m->event) {
 			case UFFD_EVENT_PAGEFAULT:
-				for (int tries = 0; tries < 1000; tries++) {
-					rc = child_serve(c, (uintptr_t)m->arg.pagefault.address,
-							 m->arg.pagefault.flags);
-					if (rc != -EAGAIN)
-						break;
-					sched_yield();
-				}
-				if (rc == -ESRCH)
-					return false;
+				child_queue(c, (uintptr_t)m->arg.pagefault.address,
+					    m->arg.pagefault.flags);
 				break;
 			case UFFD_EVENT_REMOVE:
+				if (!child_in_drop(c, s, e))
+					child_range(c, s, e);
+				break;
 			case UFFD_EVENT_UNMAP:
-				child_range(c, (uintptr_t)m->arg.remove.start,
-					    (uintptr_t)m->arg.remove.end);
+				child_range(c, s, e);
 				break;
 			case UFFD_EVENT_FORK:
-				log_warn("child uffd %d forked again: grandchildren are not "
-					 "served (their non-resident pages read as zero)", c->fd);
-				close((int)m->arg.fork.ufd);
+				child_fork(c, (int)m->arg.fork.ufd);
+				break;
+			case UFFD_EVENT_REMAP:
+				log_warn("child uffd %d: mremap of a paged range in a forked child "
+					 "is not followed; its moved pages read as zero", c->fd);
 				break;
 			default:
 				break;
@@ -1240,21 +1587,67 @@ static bool child_read(struct child *c)
 	}
 }
 
-/* child_alive - an ioctl that needs the child's mm fails with ESRCH once it exited */
+/* child_serve_queue - serve the child's queued faults; false when it is gone */
+static bool child_serve_queue(struct child *c)
+{
+	size_t keep = 0;
+	bool full = false;
+	for (size_t k = 0; k < c->qn; k++) {
+		int rc = child_serve(c, &c->q[k]);
+		if (rc == GONE)
+			return false;
+		if (rc == AGAIN) { /* its mm is changing: read its events first */
+			while (k < c->qn)
+				c->q[keep++] = c->q[k++];
+			break;
+		}
+		if (rc == DEFER) {
+			c->q[keep++] = c->q[k];
+			full = true;
+		}
+	}
+	c->qn = keep;
+	if (full || c->resident + E.batch / 2 >= E.budget)
+		child_evict(c);
+	return true;
+}
+
+/* child_alive - an ioctl that needs the child's mm fails with ESRCH once it exited
+ * (used for children without a dropper, whose socket would tell) */
 static bool child_alive(struct child *c)
 {
-	/* un-protecting one page is harmless (children are not dirty-tracked) */
-	for (unsigned k = 0; k < c->n; k++)
-		if (uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ENOENT)
-			return uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ESRCH;
+	/* write-protecting a page is harmless: a write faults and is let through */
+	for (unsigned k = 0; k < c->n; k++) {
+		int rc = uffd_wp(c->fd, c->regs[k].base, PAGE, E.have_wp);
+		if (rc != -ENOENT)
+			return rc != -ESRCH;
+	}
 	return true;
+}
+
+static void children_adopt(void)
+{
+	while (E.newkids) {
+		struct child *c = E.newkids;
+		E.newkids = c->next;
+		c->next = E.children;
+		E.children = c;
+	}
 }
 
 static void children_reap(bool probe)
 {
+	children_adopt();
 	for (struct child **pp = &E.children; *pp;) {
 		struct child *c = *pp;
-		if (child_read(c) && (!probe || child_alive(c))) {
+		bool alive = child_read(c);
+		if (alive && c->ctl >= 0)
+			alive = child_ctl(c);
+		if (alive)
+			alive = child_serve_queue(c);
+		if (alive && probe && c->ctl < 0)
+			alive = child_alive(c);
+		if (alive) {
 			pp = &c->next;
 			continue;
 		}
@@ -1262,6 +1655,97 @@ static void children_reap(bool probe)
 		*pp = c->next;
 		child_free(c);
 	}
+	children_adopt();
+}
+
+/* The dropper thread of a forked child: says its pid, then madvises the runs the
+ * parent's handler sends and acknowledges each batch. */
+static void *child_dropper(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	in_engine = 1;
+	prctl(PR_SET_NAME, "rtmem-cdrop");
+	pid_t pid = getpid();
+	struct run *runs = E.runs; /* the parent's buffer: unused in the child */
+	if (send(fd, &pid, sizeof(pid), MSG_NOSIGNAL) == sizeof(pid) && runs) {
+		for (;;) {
+			ssize_t n = recv(fd, runs, MAX_EVICT * sizeof(*runs), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			for (size_t k = 0; k < (size_t)n / sizeof(*runs); k++)
+				madvise((void *)runs[k].addr, runs[k].len, MADV_DONTNEED_LOCKED);
+			char ack = 1;
+			if (send(fd, &ack, 1, MSG_NOSIGNAL) != 1)
+				break;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+/* atfork: a fork is serialised with the FORK event it raises, so that the handler
+ * hands the right socket to the child's entry. */
+static __thread bool fork_held;
+
+static void atfork_prepare(void)
+{
+	if (atomic_load(&E.in_child) || in_engine || !uffd_engine_active())
+		return;
+	pthread_mutex_lock(&E.fork_mu);
+	fork_held = true;
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
+		sp[0] = sp[1] = -1;
+	pthread_mutex_lock(&E.lock);
+	E.fork_ctl = sp[0];
+	E.fork_peer = sp[1];
+	pthread_mutex_unlock(&E.lock);
+}
+
+static void atfork_parent(void)
+{
+	if (!fork_held)
+		return;
+	pthread_mutex_lock(&E.lock);
+	if (E.fork_ctl >= 0) /* no FORK event took it (no region was mapped) */
+		close(E.fork_ctl);
+	if (E.fork_peer >= 0)
+		close(E.fork_peer);
+	E.fork_ctl = E.fork_peer = -1;
+	pthread_mutex_unlock(&E.lock);
+	fork_held = false;
+	pthread_mutex_unlock(&E.fork_mu);
+}
+
+static void atfork_child(void)
+{
+	atomic_store(&E.in_child, true);
+	if (!fork_held)
+		return;
+	fork_held = false;
+	int ctl = E.fork_ctl, peer = E.fork_peer;
+	E.fork_ctl = E.fork_peer = -1;
+	pthread_mutex_unlock(&E.fork_mu);
+	if (ctl >= 0)
+		close(ctl);
+	if (peer < 0)
+		return;
+	pthread_t t;
+	pthread_attr_t at;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, &at, child_dropper, (void *)(intptr_t)peer)) {
+		log_warn("fork: no dropper thread in the child (%s): it has no budget",
+			 strerror(errno));
+		close(peer);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&at);
 }
 
 /* ------------------------------------------------------------ handler loop */
@@ -1292,16 +1776,20 @@ static void *handler_main(void *arg)
 {
 	in_engine = 1;
 	prctl(PR_SET_NAME, "rtmem-uffd");
-	struct pollfd pf[3 + 64];
+	struct pollfd pf[3 + 128];
 	for (;;) {
 		unsigned np = 0, nc = 0;
 		pf[np++] = (struct pollfd){ .fd = E.uffd, .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = E.wake_fd, .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = E.drop_fd, .events = POLLIN };
 		pthread_mutex_lock(&E.lock);
-		for (struct child *c = E.children; c && nc < 64; c = c->next, nc++)
-			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
 		bool busy = E.qn && !E.drop_pending;
+		for (struct child *c = E.children; c && nc < 64; c = c->next, nc++) {
+			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+			if (c->ctl >= 0)
+				pf[np++] = (struct pollfd){ .fd = c->ctl, .events = POLLIN };
+			busy |= c->qn > 0;
+		}
 		bool stop = E.stopping && !E.drop_pending; /* the dropper needs us to finish */
 		pthread_mutex_unlock(&E.lock);
 		if (stop)
@@ -1324,7 +1812,7 @@ static void *handler_main(void *arg)
 		bool probe = now - E.last_probe_ms >= 1000;
 		if (probe)
 			E.last_probe_ms = now;
-		if (E.children)
+		if (E.children || E.newkids)
 			children_reap(probe);
 		serve_queue();
 		if (E.resident + E.batch / 2 >= E.budget || E.qn)
@@ -1375,11 +1863,6 @@ static int open_uffd(int *fd_out, uint64_t *avail, uint64_t want, uint64_t *got)
 		*got = api.features;
 	*fd_out = fd;
 	return 0;
-}
-
-static void atfork_child(void)
-{
-	atomic_store(&E.in_child, true);
 }
 
 static uint64_t env_size(const char *name, uint64_t dflt)
@@ -1546,7 +2029,7 @@ API int rtmem_init(const struct rtmem_config *cfg)
 	static bool once;
 	if (!once) {
 		once = true;
-		pthread_atfork(NULL, NULL, atfork_child);
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		atexit(rtmem_shutdown);
 	}
 	E.running = true;
@@ -1629,6 +2112,7 @@ API void rtmem_shutdown(void)
 	}
 	close(E.uffd);
 	E.uffd = -1;
+	children_adopt();
 	while (E.children) {
 		struct child *c = E.children;
 		E.children = c->next;
@@ -1783,12 +2267,13 @@ API void rtmem_print_stats(const char *tag)
 {
 	struct rtmem_stats s;
 	rtmem_get_stats(&s);
-	char line[600];
+	char line[700];
 	snprintf(line, sizeof(line),
 		 "rtmem[%d] %s: budget=%llu resident=%llu max=%llu faults=%llu wp=%llu "
 		 "zero=%llu fetched=%llu prefetched=%llu refaults=%llu evicted=%llu "
 		 "writebacks=%llu clean=%llu spilled=%llu spill_reads=%llu madvise=%llu "
-		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu\n",
+		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu child_evicted=%llu "
+		 "adopted=%llu\n",
 		 (int)getpid(), tag ? tag : "stats", (unsigned long long)s.budget_pages,
 		 (unsigned long long)s.resident, (unsigned long long)s.resident_max,
 		 (unsigned long long)s.faults, (unsigned long long)s.wp_faults,
@@ -1798,7 +2283,8 @@ API void rtmem_print_stats(const char *tag)
 		 (unsigned long long)s.clean_drops, (unsigned long long)s.spilled,
 		 (unsigned long long)s.spill_reads, (unsigned long long)s.madvise_calls,
 		 (unsigned long long)s.eexist, (unsigned long long)s.deferred,
-		 (unsigned long long)s.forks, (unsigned long long)s.child_faults);
+		 (unsigned long long)s.forks, (unsigned long long)s.child_faults,
+		 (unsigned long long)s.child_evicted, (unsigned long long)s.adopted);
 	if (write(2, line, strlen(line)) < 0)
 		return;
 }

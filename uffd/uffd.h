@@ -53,6 +53,9 @@ struct rtmem_stats {
 	uint64_t forks;          /* children served through UFFD_EVENT_FORK */
 	uint64_t child_faults;   /* faults of children served */
 	uint64_t features;       /* UFFDIO_API features in use */
+	uint64_t adopted;        /* pages of grown regions (mremap) taken into paging */
+	uint64_t child_evicted;  /* pages evicted from forked children */
+	uint64_t child_resident_max; /* most pages we held resident in one child */
 };
 
 /* rtmem_init - start the engine (NULL: all settings from the environment). Fails with

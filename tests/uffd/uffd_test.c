@@ -359,6 +359,147 @@ static int t_fork(void)
 	return 0;
 }
 
+
+/* A forked child forks again: the grandchild sees the child's data (the child's
+ * writes and, for pages neither of them holds, the parent's pages at the first
+ * fork), while parent and child rewrite theirs. */
+static int t_fork_grandchild(void)
+{
+	if (start(256, 0, 0))
+		return 1;
+	if (!(stats().features & UFFD_FEATURE_EVENT_FORK)) {
+		printf("  SKIP: no UFFD_FEATURE_EVENT_FORK\n");
+		return SKIP;
+	}
+	uint8_t *p;
+	size_t n = 2048;
+	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
+	for (size_t i = 0; i < n; i++)
+		stamp(p, i, 7);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* child: rewrites the even pages, then forks */
+		for (size_t i = 0; i < n; i += 2)
+			stamp(p, i, 12);
+		pid_t g = fork();
+		if (g == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (verify(p, i, i % 2 ? 7 : 12)) {
+					fprintf(stderr, "  grandchild: page %zu wrong\n", i);
+					_exit(1);
+				}
+			_exit(0);
+		}
+		for (size_t i = 0; i < n; i++) /* meanwhile the child rewrites all */
+			stamp(p, i, 13);
+		int st;
+		if (waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st))
+			_exit(2);
+		_exit(verify_all(p, n, 13) ? 3 : 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		stamp(p, i, 8);
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "child or grandchild saw wrong data (status %#x: 1 grandchild, 2 its exit, 3 child)",
+	      st);
+	CHECK(!verify_all(p, n, 8), "parent after fork");
+	struct rtmem_stats s = stats();
+	printf("  2 forks served, %llu child faults\n", (unsigned long long)s.child_faults);
+	CHECK(s.forks == 2, "forks %llu", (unsigned long long)s.forks);
+	return 0;
+}
+
+/* A forked child has a budget of its own (the parent's size): it reads and rewrites
+ * 16x its budget, every page verifies, its pages are evicted (written back under
+ * its own keys) and at rest it holds at most its budget plus what it inherited. */
+static int t_fork_budget(void)
+{
+	size_t budget = 256, n = 4096;
+	if (start(budget, 0, 0))
+		return 1;
+	if (!(stats().features & UFFD_FEATURE_EVENT_FORK)) {
+		printf("  SKIP: no UFFD_FEATURE_EVENT_FORK\n");
+		return SKIP;
+	}
+	uint8_t *p;
+	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
+	for (size_t i = 0; i < n; i++)
+		stamp(p, i, 14);
+	size_t inherited = resident_pages(p, n);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (verify_all(p, n, 14))
+			_exit(1);
+		for (size_t i = 0; i < n; i++)
+			stamp(p, i, 15);
+		if (verify_all(p, n, 15))
+			_exit(2);
+		size_t res = resident_pages(p, n);
+		printf("  child at rest: %zu pages resident (budget %zu + %zu inherited)\n", res,
+		       budget, inherited);
+		fflush(stdout);
+		_exit(res > budget + inherited ? 3 : 0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "child failed (status %#x: 1/2 data, 3 over budget)", st);
+	CHECK(!verify_all(p, n, 14), "parent after the child rewrote its copy");
+	struct rtmem_stats s = stats();
+	printf("  child: %llu faults, %llu pages evicted, at most %llu resident\n",
+	       (unsigned long long)s.child_faults, (unsigned long long)s.child_evicted,
+	       (unsigned long long)s.child_resident_max);
+	CHECK(s.child_evicted >= n, "child evicted %llu", (unsigned long long)s.child_evicted);
+	CHECK(s.child_resident_max <= budget, "child held %llu > budget",
+	      (unsigned long long)s.child_resident_max);
+	return 0;
+}
+
+/* The part a region grows by (mremap) is paged like the rest: stamped data beyond
+ * the budget verifies and the budget holds over the whole grown range. */
+static int t_mremap_grow(void)
+{
+	size_t budget = 128;
+	if (start(budget, 0, 0))
+		return 1;
+	if (!(stats().features & UFFD_FEATURE_EVENT_REMAP)) {
+		printf("  SKIP: no UFFD_FEATURE_EVENT_REMAP\n");
+		return SKIP;
+	}
+	for (int move = 0; move < 2; move++) {
+		uint8_t *p, *q;
+		size_t n0 = 512, n = 4096;
+		/* in place: a region of n pages loses its tail (munmap: those pages are
+		 * gone) and grows back into it; moved: a region of n0 pages grows and moves */
+		CHECK(!rtmem_region_create((move ? n0 : n) * PG, (void **)&p), "create");
+		if (!move)
+			CHECK(!munmap(p + n0 * PG, (n - n0) * PG), "munmap tail");
+		for (size_t i = 0; i < n0; i++)
+			stamp(p, i, 16);
+		q = mremap(p, n0 * PG, n * PG, move ? MREMAP_MAYMOVE : 0);
+		CHECK(q != MAP_FAILED, "mremap (%s): %s", move ? "move" : "in place",
+		      strerror(errno));
+		for (size_t i = 0; i < n0; i++)
+			CHECK(!verify(q, i, 16), "old page %zu after mremap", i);
+		for (size_t i = n0; i < n; i++)
+			CHECK(q[i * PG] == 0, "grown page %zu not zero", i);
+		for (size_t i = 0; i < n; i++)
+			stamp(q, i, 17);
+		CHECK(!verify_all(q, n, 17), "verify grown region");
+		size_t res = resident_pages(q, n);
+		struct rtmem_stats s = stats();
+		printf("  %s: %llu pages adopted, %zu resident at rest (budget %zu), %llu evicted\n",
+		       move ? "moved+grown" : "grown in place", (unsigned long long)s.adopted, res,
+		       budget, (unsigned long long)s.evicted);
+		CHECK(res <= budget, "%zu resident > budget %zu", res, budget);
+		CHECK(s.adopted >= n - n0, "adopted %llu", (unsigned long long)s.adopted);
+		CHECK(!munmap(q, n * PG), "munmap");
+	}
+	return 0;
+}
+
 static volatile int budget_stop;
 static size_t budget_worst;
 
@@ -518,7 +659,8 @@ static const struct tcase {
 	{ "prefetch", t_prefetch },       { "concurrent", t_concurrent },
 	{ "unmap_remap", t_unmap_remap }, { "fork", t_fork },
 	{ "budget", t_budget },           { "spill", t_spill },
-	{ "policy", t_policy },
+	{ "policy", t_policy },           { "fork_grandchild", t_fork_grandchild },
+	{ "fork_budget", t_fork_budget }, { "mremap_grow", t_mremap_grow },
 };
 
 static int kernel_ok(void)
