@@ -25,7 +25,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "=== unit tests of pure logic under valgrind"
 # (test_rdma_tcp and uffd_test are left out: valgrind does not emulate io_uring or
 # userfaultfd; the ASan build covers them.)
-for t in test_wire test_config test_msgconn test_policy test_buddy test_pindex test_tmem_proto; do
+for t in test_wire test_config test_msgconn test_policy test_buddy test_pindex test_tmem_proto \
+	test_uffd_policy; do
 	echo "valgrind $t"
 	timeout 600 valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite "$src/build/bin/$t" >/dev/null ||

@@ -44,22 +44,14 @@
 #define PAGE UFFD_PAGE
 #define MAX_EVICT 512u     /* victims per batch */
 #define MAX_FETCH 64u      /* pages per fault (1 + prefetch) */
-#define HIST 8u            /* trend detector history */
 #define MIN_BUDGET 16u
 
 enum { LOC_NONE = 0, LOC_STORE = 1, LOC_FILE = 2 };
-#define PF_RES 0x01   /* mapped in the process (incl. zero page) */
-#define PF_DIRTY 0x02 /* written since its store copy was made */
-#define PF_REF 0x04   /* CLOCK reference bit */
-#define PF_EVICT 0x08 /* written back, madvise pending */
-#define PF_GONE 0x10  /* unmapped */
-#define PF_ZAP 0x20   /* removed (DONTNEED/munmap) while evicting */
-#define PF_CKEY 0x40  /* (child tables) the copy is under the child's key (ckey) */
-
 struct page {
 	uint8_t loc, fl;
 	uint16_t gen; /* store generation its copy was put under */
 	uint32_t slot; /* spill file slot (LOC_FILE) */
+	uint32_t stamp; /* eviction clock when it was last evicted (0: never) */
 };
 
 struct region {
@@ -155,10 +147,10 @@ static struct engine {
 	struct region *hand_r;
 	size_t hand_i;
 
-	/* trend detector */
-	uint64_t hist[HIST];
-	unsigned nhist;
-	unsigned pf_win;
+	int busy;           /* serving or picking: regions in use (read_events may run
+			     * nested through RETRY_AGAIN, freed regions wait) */
+	struct trend tr;    /* prefetch detector (trend.c) */
+	struct vpolicy vp;  /* victim policy (victim.c) */
 
 	/* spill slots */
 	uint32_t slot_next, *slot_free;
@@ -351,7 +343,7 @@ static void regions_reap(void)
 		r->next = E.graveyard;
 		E.graveyard = r;
 	}
-	if (!E.drop_pending && !E.evn) {
+	if (!E.drop_pending && !E.evn && !E.busy) {
 		while (E.graveyard) {
 			struct region *r = E.graveyard;
 			E.graveyard = r->next;
@@ -443,6 +435,8 @@ static void range_removed(uintptr_t start, uintptr_t end, bool unmap)
 			} else {
 				if (p->fl & PF_RES)
 					E.resident--;
+				vpolicy_gone(&E.vp, &p->fl);
+				p->stamp = 0;
 				p->fl &= (uint8_t)~(PF_RES | PF_DIRTY | PF_REF);
 				drop_copy(r, i);
 			}
@@ -590,9 +584,8 @@ static void read_events(void)
 
 static void evict_start(void);
 
-/* clock_pick - choose up to @want victims: resident pages, skipping (and clearing)
- * those with the reference bit once (second chance), in address order so that
- * victims form contiguous runs. */
+/* clock_pick - choose up to @want victims among the resident pages, in address
+ * order (victims form contiguous runs); victim.c decides page by page. */
 static size_t clock_pick(size_t want)
 {
 	size_t n = 0, total = 0;
@@ -615,11 +608,11 @@ static size_t clock_pick(size_t want)
 		struct page *p = &r->pg[i];
 		if ((p->fl & (PF_RES | PF_EVICT | PF_GONE)) != PF_RES)
 			continue;
-		if (!E.fifo && (p->fl & PF_REF)) {
-			p->fl &= (uint8_t)~PF_REF;
-			/* a dirty page is writable: protect it again so that its next
-			 * write shows up as a reference (reads stay invisible) */
-			if (E.have_wp && (p->fl & PF_DIRTY)) {
+		int act = vpolicy_visit(&E.vp, &p->fl);
+		if (act != VP_EVICT) {
+			/* a referenced dirty page is writable: protect it again so that
+			 * its next write shows up as a reference */
+			if (E.have_wp && act == VP_REARM) {
 				uintptr_t a = r->base + i * PAGE;
 				if (nre && re[nre - 1].addr + re[nre - 1].len == a)
 					re[nre - 1].len += PAGE;
@@ -846,6 +839,7 @@ static void drop_done(void)
 		if (p->fl & PF_RES)
 			E.resident--;
 		E.st.evicted++;
+		p->stamp = vpolicy_evicted(&E.vp, &p->fl);
 		if (p->fl & PF_ZAP)
 			drop_copy(v->r, v->idx);
 		p->fl &= (uint8_t)~(PF_RES | PF_EVICT | PF_ZAP | PF_REF | PF_DIRTY);
@@ -939,62 +933,26 @@ static void fetch(const struct region *r, const size_t *idx, unsigned n, uint8_t
 	}
 }
 
-/* trend - majority delta of the recent faults (Leap-style), 0 if none */
-static int64_t trend(uint64_t vpn)
-{
-	if (E.nhist < 3)
-		return 0;
-	unsigned n = E.nhist < HIST ? E.nhist : HIST;
-	int64_t cand = 0, d[HIST];
-	unsigned cnt = 0, m = 0;
-	uint64_t prev = vpn;
-	for (unsigned k = 0; k < n; k++) {
-		uint64_t h = E.hist[(E.nhist - 1 - k) % HIST];
-		d[m++] = (int64_t)(prev - h);
-		prev = h;
-	}
-	for (unsigned k = 0; k < m; k++) {
-		if (!cnt)
-			cand = d[k], cnt = 1;
-		else
-			cnt += d[k] == cand ? 1u : (unsigned)-1;
-	}
-	cnt = 0;
-	for (unsigned k = 0; k < m; k++)
-		cnt += d[k] == cand;
-	if (cnt * 2 <= m || !cand || cand > 64 || cand < -64)
-		return 0;
-	return cand;
-}
-
-static void hist_push(uint64_t vpn)
-{
-	E.hist[E.nhist % HIST] = vpn;
-	E.nhist++;
-}
-
-/* install - map pages idx[0..n) (sorted, same region) from buf; read-only pages that
- * are still zero go in as zero pages. Returns 0, -EAGAIN, or another -errno. */
+/* install - map pages idx[0..n) (sorted, same region) from buf (fetch() zeroed the
+ * never-written ones). With write-protect tracking every page goes in with one
+ * UFFDIO_COPY in WP mode, zero pages too: a UFFDIO_ZEROPAGE followed by a separate
+ * write-protect would leave a window in which a write makes the page dirty unseen.
+ * Without it, read-only zero pages are UFFDIO_ZEROPAGE'd. Returns 0, -EAGAIN, or
+ * another -errno. */
 static int install(struct region *r, const size_t *idx, unsigned n, const uint8_t *buf,
 		   bool write)
 {
 	for (unsigned a = 0; a < n;) {
 		unsigned b = a + 1;
-		bool zero = !write && r->pg[idx[a]].loc == LOC_NONE;
+		bool zero = !write && !E.have_wp && r->pg[idx[a]].loc == LOC_NONE;
 		while (b < n && idx[b] == idx[b - 1] + 1 &&
-		       zero == (!write && r->pg[idx[b]].loc == LOC_NONE))
+		       zero == (!write && !E.have_wp && r->pg[idx[b]].loc == LOC_NONE))
 			b++;
 		uintptr_t addr = r->base + idx[a] * PAGE;
 		size_t len = (size_t)(b - a) * PAGE;
 		int err;
 		size_t done = fill(E.uffd, addr, zero ? NULL : buf + (size_t)a * PAGE, len,
 				   E.have_wp && !write, &err);
-		if (zero && E.have_wp && done) {
-			int rc = RETRY_AGAIN(uffd_wp(E.uffd, addr, done, true));
-			if (rc)
-				log_dbg("wp of zero pages %#lx: %s", (unsigned long)addr,
-					strerror(-rc));
-		}
 		for (size_t k = 0; k < done / PAGE; k++) {
 			struct page *p = &r->pg[idx[a + k]];
 			p->fl |= PF_RES;
@@ -1109,6 +1067,9 @@ static int serve(const struct fault *f)
 		return OK;
 	}
 	if (p->fl & PF_GONE) { /* unmapped, then mapped again by an mremap growing in place */
+		uintptr_t lo, hi;
+		if (vma_bounds(f->addr, &lo, &hi))
+			return OK; /* a stale fault: the range is gone */
 		*p = (struct page){ 0 };
 		r->live++;
 		E.st.adopted++;
@@ -1118,16 +1079,14 @@ static int serve(const struct fault *f)
 
 	/* the faulting page, then prefetch along the trend */
 	uint64_t vpn = f->addr / PAGE;
-	int64_t d = E.prefetch ? trend(vpn) : 0;
+	unsigned win = 0;
+	int64_t d = E.prefetch ? trend_next(&E.tr, vpn, MAX_FETCH - 1, &win) : 0;
 	size_t idx[MAX_FETCH];
 	unsigned n = 0;
 	idx[n++] = i;
 	if (d) {
-		E.pf_win = E.pf_win ? E.pf_win * 2 : 4;
-		if (E.pf_win > MAX_FETCH - 1)
-			E.pf_win = MAX_FETCH - 1;
 		size_t room = E.budget - E.resident - 1;
-		for (unsigned k = 1; k <= E.pf_win && n - 1 < room; k++) {
+		for (unsigned k = 1; k <= win && n - 1 < room; k++) {
 			int64_t j = (int64_t)i + d * (int64_t)k;
 			if (j < 0 || (size_t)j >= r->npages)
 				break;
@@ -1136,12 +1095,8 @@ static int serve(const struct fault *f)
 				break;
 			idx[n++] = (size_t)j;
 		}
-	} else {
-		E.pf_win = 0;
 	}
-	hist_push(vpn);
-	if (n > 1)
-		hist_push((uint64_t)((int64_t)vpn + d * (int64_t)(n - 1)));
+	trend_record(&E.tr, vpn, d, n);
 	/* sort ascending (a backwards trend gives descending indices) */
 	if (d < 0)
 		for (unsigned a = 0, b = n - 1; a < b; a++, b--) {
@@ -1150,6 +1105,8 @@ static int serve(const struct fault *f)
 			idx[b] = t;
 		}
 	bool refault = p->loc != LOC_NONE;
+	if (refault && vpolicy_fault(&E.vp, &p->fl, p->stamp))
+		E.st.promoted++;
 	fetch(r, idx, n, E.fbuf);
 	int rc = install(r, idx, n, E.fbuf, write);
 	for (unsigned k = 0; k < n; k++) {
@@ -1814,9 +1771,13 @@ static void *handler_main(void *arg)
 			E.last_probe_ms = now;
 		if (E.children || E.newkids)
 			children_reap(probe);
+		E.busy++;
 		serve_queue();
 		if (E.resident + E.batch / 2 >= E.budget || E.qn)
 			evict_start();
+		E.busy--;
+		if (E.graveyard)
+			regions_reap();
 		flush_pending();
 		pthread_mutex_unlock(&E.lock);
 	}
@@ -1936,6 +1897,8 @@ API int rtmem_init(const struct rtmem_config *cfg)
 		E.batch = 4;
 	E.prefetch = !(c.flags & RTMEM_NO_PREFETCH);
 	E.fifo = c.flags & RTMEM_EVICT_FIFO;
+	vpolicy_init(&E.vp, E.budget, E.fifo);
+	E.tr = (struct trend){ 0 };
 	E.use_mlock = !(c.flags & RTMEM_NO_MLOCK);
 
 	/* features: ask what the kernel has, then open the real fd with what we use */

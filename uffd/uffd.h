@@ -18,7 +18,7 @@
 
 /* rtmem_config.flags */
 #define RTMEM_NO_PREFETCH 0x1u  /* fetch only the faulting page */
-#define RTMEM_EVICT_FIFO 0x2u   /* FIFO victims instead of CLOCK (for measurements) */
+#define RTMEM_EVICT_FIFO 0x2u   /* FIFO victims instead of 2Q-CLOCK (for measurements) */
 #define RTMEM_NO_MLOCK 0x4u     /* do not mlock resident pages (see docs/uffd.md) */
 #define RTMEM_NO_WP 0x8u        /* no write-protect tracking: write back every page */
 
@@ -56,6 +56,7 @@ struct rtmem_stats {
 	uint64_t adopted;        /* pages of grown regions (mremap) taken into paging */
 	uint64_t child_evicted;  /* pages evicted from forked children */
 	uint64_t child_resident_max; /* most pages we held resident in one child */
+	uint64_t promoted;       /* refaults that put a page in the hot segment */
 };
 
 /* rtmem_init - start the engine (NULL: all settings from the environment). Fails with
