@@ -1,7 +1,8 @@
 /* trend.c - the prefetch detector of the uffd engine (pure logic, unit-tested): a
  * Leap-style majority vote over the deltas between the last TREND_HIST fault
  * addresses; with a trend d the engine fetches a window of pages along it, and the
- * window doubles while the trend holds. */
+ * window doubles while the trend holds. The newest delta must agree with the
+ * majority. */
 #include "uffd/uffd-internal.h"
 
 int64_t trend_detect(const struct trend *t, uint64_t vpn)
@@ -29,7 +30,9 @@ int64_t trend_detect(const struct trend *t, uint64_t vpn)
 		cnt += d[k] == cand;
 	if (cnt * 2 <= n || !cand || cand > TREND_MAX_STRIDE || cand < -TREND_MAX_STRIDE)
 		return 0;
-	return cand;
+	/* the fault itself must continue it: a prefetched run leaves several entries
+	 * along the trend in the history, which alone would outvote a random fault */
+	return d[0] == cand ? cand : 0;
 }
 
 int64_t trend_next(struct trend *t, uint64_t vpn, unsigned max, unsigned *win)

@@ -154,7 +154,8 @@ struct trend {
 	unsigned win;              /* current prefetch window */
 };
 /* trend_detect - the majority delta (pages) between the recent faults and @vpn, or
- * 0 when no delta has a strict majority or it is beyond TREND_MAX_STRIDE. */
+ * 0 when no delta has a strict majority, it is beyond TREND_MAX_STRIDE, or @vpn
+ * itself does not continue it (its delta to the newest entry differs). */
 int64_t trend_detect(const struct trend *t, uint64_t vpn);
 /* trend_next - for a fault at @vpn: the trend (0: none) and in *win how many pages
  * to fetch along it (4, 8, 16 ... at most @max while it holds; 0 without one). */

@@ -54,6 +54,17 @@ static void test_trend_majority(void **state)
 	/* deltas (newest first) 1, 1, 9, 1, 1, 1, -20: 1 has 5 of 7 */
 	feed(&t, (uint64_t[]){ 50, 30, 31, 32, 33, 42, 43 }, 7);
 	assert_int_equal(trend_detect(&t, 44), 1);
+	/* a majority the fault itself does not continue: deltas 7, 1, 1, 1 */
+	t = (struct trend){ 0 };
+	feed(&t, (uint64_t[]){ 20, 21, 22, 23 }, 4);
+	assert_int_equal(trend_detect(&t, 30), 0);
+	/* after a prefetched run the next random fault is no trend (the run's
+	 * entries alone would be a majority) */
+	t = (struct trend){ 0 };
+	trend_record(&t, 100, 1, 64);
+	trend_record(&t, 164, 1, 64);
+	assert_int_equal(trend_detect(&t, 228), 1);
+	assert_int_equal(trend_detect(&t, 9000), 0);
 	/* no strict majority: 3, 3, 5, 5 */
 	t = (struct trend){ 0 };
 	feed(&t, (uint64_t[]){ 0, 5, 10, 13 }, 4);
