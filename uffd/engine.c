@@ -152,6 +152,11 @@ static struct engine {
 	struct trend tr;    /* prefetch detector (trend.c) */
 	struct vpolicy vp;  /* victim policy (victim.c) */
 
+	/* eviction by UFFDIO_MOVE: a scratch mapping registered with a second uffd */
+	int sink_fd;
+	uintptr_t sink;
+	size_t sink_len, sink_off;
+
 	/* spill slots */
 	uint32_t slot_next, *slot_free;
 	size_t nfree, free_cap;
@@ -173,6 +178,7 @@ static struct engine {
 	.drop_fd = -1,
 	.fork_ctl = -1,
 	.fork_peer = -1,
+	.sink_fd = -1,
 };
 
 static char last_error[512];
@@ -583,6 +589,7 @@ static void read_events(void)
 	})
 
 static void evict_start(void);
+static void drop_done(void);
 
 /* clock_pick - choose up to @want victims among the resident pages, in address
  * order (victims form contiguous runs); victim.c decides page by page. */
@@ -788,6 +795,48 @@ static int run_cmp(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+/* sink_flush - free the pages moved into the sink (one madvise; the sink belongs
+ * to a userfaultfd without UFFD_FEATURE_EVENT_REMOVE, so nobody waits on it). */
+static void sink_flush(void)
+{
+	if (!E.sink_off)
+		return;
+	if (madvise((void *)E.sink, E.sink_off, E.madv) < 0)
+		log_warn("madvise of the sink: %s", strerror(errno));
+	E.st.madvise_calls++;
+	E.sink_off = 0;
+}
+
+/* evict_move - release runs of victims with UFFDIO_MOVE into the sink (6.8+): the
+ * pages leave the region (its ptes become none, so the next access is a missing
+ * fault) without a madvise on the region, hence without a REMOVE event that the
+ * dropper would wait for the handler to read. Holes in merged runs are allowed.
+ * Whatever cannot be moved (a page shared with a forked child, a zero page, a run
+ * crossing a vma boundary) is left in E.runs[0..returned) for the dropper. */
+static size_t evict_move(size_t nr)
+{
+	if (E.sink_fd < 0)
+		return nr;
+	size_t left = 0;
+	for (size_t k = 0; k < nr; k++) {
+		struct run ru = E.runs[k];
+		if (E.sink_off + ru.len > E.sink_len)
+			sink_flush();
+		struct uffdio_move m = { .dst = E.sink + E.sink_off, .src = ru.addr, .len = ru.len,
+					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+		int rc = ioctl(E.sink_fd, UFFDIO_MOVE, &m) ? errno : 0;
+		size_t done = rc ? (m.move > 0 ? (size_t)m.move : 0) : ru.len;
+		E.sink_off += ru.len;
+		if (done < ru.len) {
+			log_dbg("move %#lx+%zu: %s after %zu bytes, the dropper takes the rest",
+				(unsigned long)ru.addr, ru.len, strerror(rc), done);
+			E.runs[left++] = (struct run){ .addr = ru.addr + done, .len = ru.len - done };
+		}
+	}
+	sink_flush();
+	return left;
+}
+
 static void evict_start(void)
 {
 	if (E.evn || E.drop_pending || __atomic_load_n(&E.unmap_busy, __ATOMIC_ACQUIRE))
@@ -812,6 +861,15 @@ static void evict_start(void)
 			E.runs[nr++] = (struct run){ .addr = addr, .len = PAGE };
 	}
 	qsort(E.runs, nr, sizeof(*E.runs), run_cmp);
+	size_t all = nr;
+	nr = evict_move(nr);
+	if (!nr && all) { /* all moved out: released here, no dropper, no REMOVE event */
+		for (size_t k = 0; k < E.evn; k++)
+			E.st.moved += E.ev[k].r != NULL;
+		E.nruns = 0;
+		drop_done();
+		return;
+	}
 	pthread_mutex_lock(&E.dmu);
 	if (!nr || E.unmap_busy) { /* an munmap is waiting: keep them (clean) resident */
 		for (size_t k = 0; k < E.evn; k++)
@@ -1850,10 +1908,45 @@ static unsigned env_flags(void)
 		f |= RTMEM_NO_MLOCK;
 	if (strstr(s, "nowp"))
 		f |= RTMEM_NO_WP;
+	if (strstr(s, "nomove"))
+		f |= RTMEM_NO_MOVE;
 	return f;
 }
 
 static void engine_cleanup(void);
+
+/* sink_open - the destination of UFFDIO_MOVE evictions: a reserved range (no memory
+ * until pages are moved in, and they are freed right after) registered with a
+ * userfaultfd of its own that has no REMOVE events. Without it (kernel < 6.8, or
+ * RTMEM_FLAGS=nomove) every eviction goes through the dropper thread. */
+static void sink_open(void)
+{
+	size_t len = (size_t)MAX_EVICT * 257 * PAGE; /* a batch of runs merged over gaps */
+	void *p = uffd_sys_mmap(NULL, len, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int fd = -1;
+	if (p == MAP_FAILED || open_uffd(&fd, NULL, UFFD_FEATURE_MOVE, NULL))
+		goto fail;
+	madvise(p, len, MADV_NOHUGEPAGE);
+	struct uffdio_register reg = { .range = { .start = (uintptr_t)p, .len = len },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		goto fail;
+	if (E.use_mlock && mlock2(p, len, MLOCK_ONFAULT))
+		goto fail;
+	E.sink_fd = fd;
+	E.sink = (uintptr_t)p;
+	E.sink_len = len;
+	E.sink_off = 0;
+	return;
+fail:
+	log_dbg("no UFFDIO_MOVE sink: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (p != MAP_FAILED)
+		uffd_sys_munmap(p, len);
+	last_error[0] = 0;
+}
 
 API int rtmem_init(const struct rtmem_config *cfg)
 {
@@ -1933,6 +2026,8 @@ API int rtmem_init(const struct rtmem_config *cfg)
 		avail & UFFD_FEATURE_WP_ASYNC ? "available" : "no",
 		avail & UFFD_FEATURE_MOVE ? "available" : "no");
 	E.madv = E.use_mlock ? MADV_DONTNEED_LOCKED : MADV_DONTNEED;
+	if ((avail & UFFD_FEATURE_MOVE) && !(c.flags & RTMEM_NO_MOVE))
+		sink_open();
 
 	if (!strcmp(c.store, "mem")) {
 		rc = ustore_mem_new(c.mem_store_limit, &E.store);
@@ -2020,6 +2115,11 @@ out_unlock:
 
 static void engine_cleanup(void)
 {
+	if (E.sink_fd >= 0) {
+		close(E.sink_fd);
+		uffd_sys_munmap((void *)E.sink, E.sink_len);
+		E.sink_fd = -1;
+	}
 	if (E.wake_fd >= 0)
 		close(E.wake_fd);
 	if (E.drop_fd >= 0)
@@ -2237,7 +2337,7 @@ API void rtmem_print_stats(const char *tag)
 		 "zero=%llu fetched=%llu prefetched=%llu refaults=%llu evicted=%llu "
 		 "writebacks=%llu clean=%llu spilled=%llu spill_reads=%llu madvise=%llu "
 		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu child_evicted=%llu "
-		 "adopted=%llu\n",
+		 "adopted=%llu moved=%llu promoted=%llu\n",
 		 (int)getpid(), tag ? tag : "stats", (unsigned long long)s.budget_pages,
 		 (unsigned long long)s.resident, (unsigned long long)s.resident_max,
 		 (unsigned long long)s.faults, (unsigned long long)s.wp_faults,
@@ -2248,7 +2348,8 @@ API void rtmem_print_stats(const char *tag)
 		 (unsigned long long)s.spill_reads, (unsigned long long)s.madvise_calls,
 		 (unsigned long long)s.eexist, (unsigned long long)s.deferred,
 		 (unsigned long long)s.forks, (unsigned long long)s.child_faults,
-		 (unsigned long long)s.child_evicted, (unsigned long long)s.adopted);
+		 (unsigned long long)s.child_evicted, (unsigned long long)s.adopted,
+		 (unsigned long long)s.moved, (unsigned long long)s.promoted);
 	if (write(2, line, strlen(line)) < 0)
 		return;
 }
