@@ -11,7 +11,9 @@
 #                from memory): the cost floor of any userfaultfd pager
 # plus rtmem-25 once more with passes w,r only, so that the faults of the random pass
 # (and the engine's cost per random fault) can be told apart, and both again with the
-# engine's in-process store (--store mem: no borrower, no network) as a diagnostic.
+# engine's in-process store (--store mem: no borrower, no network) as a diagnostic,
+# once more with RTMEM_FLAGS=nomove (evictions through the madvise thread, the path
+# before UFFDIO_MOVE eviction) for a before/after in the same run.
 #   bench/usemem-bench.sh [BUILD_DIR] [SIZE=1G]  -> table on stdout, JSON in
 #   bench/results/usemem.json. Needs root for zram/cgroup (skipped with a reason
 #   otherwise). Everything it sets up (cluster, zram swap, cgroup, a cgroup mount)
@@ -105,6 +107,13 @@ cluster=
 # engine's own share of a fault can be told from the store's
 run_usemem rtmem-25-mem "$bin/rtmem-run" --store mem --local-mem $b25 --stats --
 passes=w,r run_usemem rtmem-25-mem-wr "$bin/rtmem-run" --store mem --local-mem $b25 --stats --
+# before/after in the same run: the same with evictions through the madvise thread
+# (RTMEM_FLAGS=nomove: no UFFDIO_MOVE, each madvise waits for the handler to read
+# its REMOVE event)
+run_usemem rtmem-25-mem-nomove env RTMEM_FLAGS=nomove "$bin/rtmem-run" --store mem \
+	--local-mem $b25 --stats --
+passes=w,r run_usemem rtmem-25-mem-nomove-wr env RTMEM_FLAGS=nomove "$bin/rtmem-run" \
+	--store mem --local-mem $b25 --stats --
 
 # (c) kernel swap to zram (lz4) under a cgroup v1 memory limit. The set-up functions
 # run in this shell (their state is needed by the trap) and leave a reason in $why.
@@ -184,10 +193,12 @@ def load(name):
     j["stats"] = stats
     return j
 
-cfgs = ["local", "rtmem-25", "rtmem-50", "rtmem-25-mem", "zram-25", "zram-50"]
+cfgs = ["local", "rtmem-25", "rtmem-50", "rtmem-25-mem", "rtmem-25-mem-nomove", "zram-25",
+        "zram-50"]
 runs = {c: load(c) for c in cfgs}
 wr = load("rtmem-25-wr")
 wrm = load("rtmem-25-mem-wr")
+wrmn = load("rtmem-25-mem-nomove-wr")
 def secs(c, p):
     r = runs.get(c)
     if not r:
@@ -195,19 +206,20 @@ def secs(c, p):
     return sum(x["seconds"] for x in r["passes"] if x["pass"] == p)
 
 def zref(c):
-    return {"rtmem-25": "zram-25", "rtmem-50": "zram-50", "rtmem-25-mem": "zram-25"}.get(
+    return {"rtmem-25": "zram-25", "rtmem-50": "zram-50", "rtmem-25-mem": "zram-25",
+            "rtmem-25-mem-nomove": "zram-25"}.get(
         c, c if c.startswith("zram") else None)
 
 rows = []
 print()
 print("usemem %s, passes w (seq write), r (seq read+verify), randr (random read+verify), "
       "1 thread; kernel %s, %s CPUs, rev %s" % (size, kernel, ncpu, rev))
-print("%-13s %-6s %9s %9s %14s" % ("config", "pass", "seconds", "MB/s", "ratio vs zram"))
+print("%-20s %-6s %9s %9s %14s" % ("config", "pass", "seconds", "MB/s", "ratio vs zram"))
 for c in cfgs:
     r = runs[c]
     if r is None:
         why = "skipped: " + zskip if c.startswith("zram") and zskip else "failed (see log)"
-        print("%-13s %-6s %s" % (c, "-", why))
+        print("%-20s %-6s %s" % (c, "-", why))
         continue
     allp = [x["pass"] for x in r["passes"]] + ["seq"]
     for p in allp:
@@ -224,7 +236,7 @@ for c in cfgs:
         ratio = s / zs if zs else None
         rows.append({"config": c, "pass": "w+r" if p == "seq" else p, "seconds": round(s, 4),
                      "mbs": round(mbs, 1), "ratio_vs_zram": round(ratio, 3) if ratio else None})
-        print("%-13s %-6s %9.3f %9.1f %14s" % (c, "w+r" if p == "seq" else p, s, mbs,
+        print("%-20s %-6s %9.3f %9.1f %14s" % (c, "w+r" if p == "seq" else p, s, mbs,
               "%.2f" % ratio if ratio else "-"))
 
 floors = {}
@@ -263,6 +275,7 @@ def engine_cost(full, wronly):
             "us_per_fault": round(extra / f * 1e6, 3)}
 eng = engine_cost(runs["rtmem-25"], wr)
 engm = engine_cost(runs["rtmem-25-mem"], wrm)
+engmn = engine_cost(runs["rtmem-25-mem-nomove"], wrmn)
 print()
 goals = {}
 def goal(key, text, val, limit):
@@ -281,7 +294,8 @@ goal("random_25", "rtmem-25 / zram-25, random read randr", ratio("rtmem-25", "zr
 # which in a VM costs 30-40 us when the other vCPU idles; on one CPU it is 2 switches)
 fls = {n: j["summary"]["random"]["mean_us"] for n, j in floors.items()}
 fl = min(fls.values()) if fls else None
-for n, e in (("tmem store", eng), ("mem store (diagnostic)", engm)):
+for n, e in (("tmem store", eng), ("mem store (diagnostic)", engm),
+             ("mem store, nomove (before)", engmn)):
     if e:
         print("engine, %s: %d faults in randr (+%d prefetched), %.3f s over local -> "
               "%.2f us per fault" % (n, e["randr_faults"], e["randr_prefetched"],
@@ -296,7 +310,8 @@ res = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": kernel, "cpus": i
        "rev": rev, "size": size, "size_bytes": nbytes, "passes": "w,r,randr", "threads": 1,
        "rows": rows, "runs": runs, "rtmem_25_wr": wr, "uffd_floor": floors,
        "rtmem_25_mem_wr": wrm,
-       "floor_random_mean_us": fl, "engine_random_fault": eng, "engine_random_fault_mem_store": engm, "goals": goals, "skipped": {"zram": zskip} if zskip else {}}
+       "floor_random_mean_us": fl, "engine_random_fault": eng, "engine_random_fault_mem_store": engm,
+       "engine_random_fault_mem_store_nomove": engmn, "rtmem_25_mem_nomove_wr": wrmn, "goals": goals, "skipped": {"zram": zskip} if zskip else {}}
 json.dump(res, open(out, "w"), indent=1)
 print("\nJSON in %s" % out)
 EOF

@@ -29,6 +29,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -43,21 +44,14 @@
 #define PAGE UFFD_PAGE
 #define MAX_EVICT 512u     /* victims per batch */
 #define MAX_FETCH 64u      /* pages per fault (1 + prefetch) */
-#define HIST 8u            /* trend detector history */
 #define MIN_BUDGET 16u
 
 enum { LOC_NONE = 0, LOC_STORE = 1, LOC_FILE = 2 };
-#define PF_RES 0x01   /* mapped in the process (incl. zero page) */
-#define PF_DIRTY 0x02 /* written since its store copy was made */
-#define PF_REF 0x04   /* CLOCK reference bit */
-#define PF_EVICT 0x08 /* written back, madvise pending */
-#define PF_GONE 0x10  /* unmapped */
-#define PF_ZAP 0x20   /* removed (DONTNEED/munmap) while evicting */
-
 struct page {
 	uint8_t loc, fl;
 	uint16_t gen; /* store generation its copy was put under */
 	uint32_t slot; /* spill file slot (LOC_FILE) */
+	uint32_t stamp; /* eviction clock when it was last evicted (0: never) */
 };
 
 struct region {
@@ -66,16 +60,9 @@ struct region {
 	size_t npages;
 	size_t live;      /* pages still mapped */
 	uint32_t key_id;  /* store keys: oid = key_id << 16 | gen, index = key_off + i */
+	uint32_t ckey;    /* in a child's table: key_id of the child's own copies */
 	size_t key_off;
 	struct page *pg;
-};
-
-/* a forked child served through the uffd the FORK event gave us */
-struct child {
-	struct child *next;
-	int fd;
-	unsigned n;
-	struct region *regs; /* snapshot at fork */
 };
 
 struct fault {
@@ -91,6 +78,27 @@ struct victim {
 struct run {
 	uintptr_t addr;
 	size_t len;
+};
+
+/* a forked child (or grandchild) served through the uffd its FORK event gave us */
+struct child {
+	struct child *next;
+	int fd;          /* the child's userfaultfd */
+	int ctl;         /* socket to the child's dropper thread; -1: none (no budget) */
+	pid_t pid;       /* from the dropper's hello; 0 until then */
+	unsigned n;
+	struct region *regs; /* its page table: a snapshot at fork, then kept up to date */
+	uint16_t gen;    /* generation of its own puts (bumped when it forks) */
+	size_t resident; /* pages we installed in it and did not evict */
+	unsigned hand_r; /* CLOCK hand */
+	size_t hand_i;
+	struct victim *ev; /* eviction in flight */
+	size_t evn;
+	struct run *runs;
+	size_t nruns;
+	bool drop_pending;
+	struct fault *q; /* deferred faults */
+	size_t qn, qcap;
 };
 
 static __thread int in_engine;
@@ -114,7 +122,9 @@ static struct engine {
 	atomic_uintptr_t lo, hi; /* bounds of all regions, for the shim's quick test */
 	uint32_t next_key;
 	uint16_t gen;
-	struct child *children;
+	struct child *children, *newkids;
+	pthread_mutex_t fork_mu; /* one fork at a time (atfork prepare .. parent) */
+	int fork_ctl, fork_peer; /* socketpair for the dropper of the child being forked */
 
 	size_t budget, resident, batch;
 	struct rtmem_stats st;
@@ -137,10 +147,15 @@ static struct engine {
 	struct region *hand_r;
 	size_t hand_i;
 
-	/* trend detector */
-	uint64_t hist[HIST];
-	unsigned nhist;
-	unsigned pf_win;
+	int busy;           /* serving or picking: regions in use (read_events may run
+			     * nested through RETRY_AGAIN, freed regions wait) */
+	struct trend tr;    /* prefetch detector (trend.c) */
+	struct vpolicy vp;  /* victim policy (victim.c) */
+
+	/* eviction by UFFDIO_MOVE: a scratch mapping registered with a second uffd */
+	int sink_fd;
+	uintptr_t sink;
+	size_t sink_len, sink_off;
 
 	/* spill slots */
 	uint32_t slot_next, *slot_free;
@@ -157,9 +172,13 @@ static struct engine {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.dmu = PTHREAD_MUTEX_INITIALIZER,
 	.dcond = PTHREAD_COND_INITIALIZER,
+	.fork_mu = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = -1,
 	.wake_fd = -1,
 	.drop_fd = -1,
+	.fork_ctl = -1,
+	.fork_peer = -1,
+	.sink_fd = -1,
 };
 
 static char last_error[512];
@@ -330,7 +349,7 @@ static void regions_reap(void)
 		r->next = E.graveyard;
 		E.graveyard = r;
 	}
-	if (!E.drop_pending && !E.evn) {
+	if (!E.drop_pending && !E.evn && !E.busy) {
 		while (E.graveyard) {
 			struct region *r = E.graveyard;
 			E.graveyard = r->next;
@@ -422,6 +441,8 @@ static void range_removed(uintptr_t start, uintptr_t end, bool unmap)
 			} else {
 				if (p->fl & PF_RES)
 					E.resident--;
+				vpolicy_gone(&E.vp, &p->fl);
+				p->stamp = 0;
 				p->fl &= (uint8_t)~(PF_RES | PF_DIRTY | PF_REF);
 				drop_copy(r, i);
 			}
@@ -488,63 +509,7 @@ static void region_remap(uintptr_t from, uintptr_t to, size_t len)
 	regions_reap();
 }
 
-static struct child *child_new(int fd)
-{
-	struct child *c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	unsigned n = 0;
-	for (struct region *r = E.regions; r; r = r->next)
-		n++;
-	c->regs = calloc(n ? n : 1, sizeof(*c->regs));
-	if (!c->regs) {
-		free(c);
-		return NULL;
-	}
-	for (struct region *r = E.regions; r; r = r->next) {
-		struct region *s = &c->regs[c->n];
-		*s = *r;
-		s->next = NULL;
-		s->pg = sys_alloc(r->npages * sizeof(struct page));
-		if (!s->pg)
-			break;
-		c->n++;
-		for (size_t i = 0; i < r->npages; i++) {
-			s->pg[i] = r->pg[i];
-			s->pg[i].fl = 0;
-			if (r->pg[i].fl & PF_GONE)
-				s->pg[i].loc = LOC_NONE;
-		}
-	}
-	c->fd = fd;
-	return c;
-}
-
-static void child_free(struct child *c)
-{
-	for (unsigned i = 0; i < c->n; i++)
-		uffd_sys_munmap(c->regs[i].pg, c->regs[i].npages * sizeof(struct page));
-	free(c->regs);
-	close(c->fd);
-	free(c);
-}
-
-static void on_fork(int fd)
-{
-	struct child *c = child_new(fd);
-	if (!c) {
-		log_err("fork: out of memory for the child's page table; child fd %d closed, "
-			"its non-resident pages will read as zero", fd);
-		close(fd);
-		return;
-	}
-	c->next = E.children;
-	E.children = c;
-	E.gen++; /* from now on the parent's puts never overwrite the child's copies */
-	E.st.forks++;
-	log_dbg("fork: child uffd %d, %u regions, parent store generation %u", fd, c->n,
-		E.gen);
-}
+static void on_fork(int fd);
 
 static void queue_fault(uintptr_t addr, uint64_t flags)
 {
@@ -624,10 +589,10 @@ static void read_events(void)
 	})
 
 static void evict_start(void);
+static void drop_done(void);
 
-/* clock_pick - choose up to @want victims: resident pages, skipping (and clearing)
- * those with the reference bit once (second chance), in address order so that
- * victims form contiguous runs. */
+/* clock_pick - choose up to @want victims among the resident pages, in address
+ * order (victims form contiguous runs); victim.c decides page by page. */
 static size_t clock_pick(size_t want)
 {
 	size_t n = 0, total = 0;
@@ -650,11 +615,11 @@ static size_t clock_pick(size_t want)
 		struct page *p = &r->pg[i];
 		if ((p->fl & (PF_RES | PF_EVICT | PF_GONE)) != PF_RES)
 			continue;
-		if (!E.fifo && (p->fl & PF_REF)) {
-			p->fl &= (uint8_t)~PF_REF;
-			/* a dirty page is writable: protect it again so that its next
-			 * write shows up as a reference (reads stay invisible) */
-			if (E.have_wp && (p->fl & PF_DIRTY)) {
+		int act = vpolicy_visit(&E.vp, &p->fl);
+		if (act != VP_EVICT) {
+			/* a referenced dirty page is writable: protect it again so that
+			 * its next write shows up as a reference */
+			if (E.have_wp && act == VP_REARM) {
 				uintptr_t a = r->base + i * PAGE;
 				if (nre && re[nre - 1].addr + re[nre - 1].len == a)
 					re[nre - 1].len += PAGE;
@@ -830,6 +795,48 @@ static int run_cmp(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+/* sink_flush - free the pages moved into the sink (one madvise; the sink belongs
+ * to a userfaultfd without UFFD_FEATURE_EVENT_REMOVE, so nobody waits on it). */
+static void sink_flush(void)
+{
+	if (!E.sink_off)
+		return;
+	if (madvise((void *)E.sink, E.sink_off, E.madv) < 0)
+		log_warn("madvise of the sink: %s", strerror(errno));
+	E.st.madvise_calls++;
+	E.sink_off = 0;
+}
+
+/* evict_move - release runs of victims with UFFDIO_MOVE into the sink (6.8+): the
+ * pages leave the region (its ptes become none, so the next access is a missing
+ * fault) without a madvise on the region, hence without a REMOVE event that the
+ * dropper would wait for the handler to read. Holes in merged runs are allowed.
+ * Whatever cannot be moved (a page shared with a forked child, a zero page, a run
+ * crossing a vma boundary) is left in E.runs[0..returned) for the dropper. */
+static size_t evict_move(size_t nr)
+{
+	if (E.sink_fd < 0)
+		return nr;
+	size_t left = 0;
+	for (size_t k = 0; k < nr; k++) {
+		struct run ru = E.runs[k];
+		if (E.sink_off + ru.len > E.sink_len)
+			sink_flush();
+		struct uffdio_move m = { .dst = E.sink + E.sink_off, .src = ru.addr, .len = ru.len,
+					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+		int rc = ioctl(E.sink_fd, UFFDIO_MOVE, &m) ? errno : 0;
+		size_t done = rc ? (m.move > 0 ? (size_t)m.move : 0) : ru.len;
+		E.sink_off += ru.len;
+		if (done < ru.len) {
+			log_dbg("move %#lx+%zu: %s after %zu bytes, the dropper takes the rest",
+				(unsigned long)ru.addr, ru.len, strerror(rc), done);
+			E.runs[left++] = (struct run){ .addr = ru.addr + done, .len = ru.len - done };
+		}
+	}
+	sink_flush();
+	return left;
+}
+
 static void evict_start(void)
 {
 	if (E.evn || E.drop_pending || __atomic_load_n(&E.unmap_busy, __ATOMIC_ACQUIRE))
@@ -854,6 +861,15 @@ static void evict_start(void)
 			E.runs[nr++] = (struct run){ .addr = addr, .len = PAGE };
 	}
 	qsort(E.runs, nr, sizeof(*E.runs), run_cmp);
+	size_t all = nr;
+	nr = evict_move(nr);
+	if (!nr && all) { /* all moved out: released here, no dropper, no REMOVE event */
+		for (size_t k = 0; k < E.evn; k++)
+			E.st.moved += E.ev[k].r != NULL;
+		E.nruns = 0;
+		drop_done();
+		return;
+	}
 	pthread_mutex_lock(&E.dmu);
 	if (!nr || E.unmap_busy) { /* an munmap is waiting: keep them (clean) resident */
 		for (size_t k = 0; k < E.evn; k++)
@@ -881,6 +897,7 @@ static void drop_done(void)
 		if (p->fl & PF_RES)
 			E.resident--;
 		E.st.evicted++;
+		p->stamp = vpolicy_evicted(&E.vp, &p->fl);
 		if (p->fl & PF_ZAP)
 			drop_copy(v->r, v->idx);
 		p->fl &= (uint8_t)~(PF_RES | PF_EVICT | PF_ZAP | PF_REF | PF_DIRTY);
@@ -934,7 +951,9 @@ static void fetch(const struct region *r, const size_t *idx, unsigned n, uint8_t
 		const struct page *p = &r->pg[idx[k]];
 		uint8_t *dst = buf + (size_t)k * PAGE;
 		if (p->loc == LOC_STORE) {
-			E.io[ns++] = (struct ustore_io){ .oid = key_oid(r, p->gen),
+			uint64_t oid = (p->fl & PF_CKEY) ? (uint64_t)r->ckey << 16 | p->gen :
+							     key_oid(r, p->gen);
+			E.io[ns++] = (struct ustore_io){ .oid = oid,
 							 .index = (uint32_t)(r->key_off + idx[k]),
 							 .page = dst };
 		} else if (p->loc == LOC_FILE) {
@@ -972,62 +991,26 @@ static void fetch(const struct region *r, const size_t *idx, unsigned n, uint8_t
 	}
 }
 
-/* trend - majority delta of the recent faults (Leap-style), 0 if none */
-static int64_t trend(uint64_t vpn)
-{
-	if (E.nhist < 3)
-		return 0;
-	unsigned n = E.nhist < HIST ? E.nhist : HIST;
-	int64_t cand = 0, d[HIST];
-	unsigned cnt = 0, m = 0;
-	uint64_t prev = vpn;
-	for (unsigned k = 0; k < n; k++) {
-		uint64_t h = E.hist[(E.nhist - 1 - k) % HIST];
-		d[m++] = (int64_t)(prev - h);
-		prev = h;
-	}
-	for (unsigned k = 0; k < m; k++) {
-		if (!cnt)
-			cand = d[k], cnt = 1;
-		else
-			cnt += d[k] == cand ? 1u : (unsigned)-1;
-	}
-	cnt = 0;
-	for (unsigned k = 0; k < m; k++)
-		cnt += d[k] == cand;
-	if (cnt * 2 <= m || !cand || cand > 64 || cand < -64)
-		return 0;
-	return cand;
-}
-
-static void hist_push(uint64_t vpn)
-{
-	E.hist[E.nhist % HIST] = vpn;
-	E.nhist++;
-}
-
-/* install - map pages idx[0..n) (sorted, same region) from buf; read-only pages that
- * are still zero go in as zero pages. Returns 0, -EAGAIN, or another -errno. */
+/* install - map pages idx[0..n) (sorted, same region) from buf (fetch() zeroed the
+ * never-written ones). With write-protect tracking every page goes in with one
+ * UFFDIO_COPY in WP mode, zero pages too: a UFFDIO_ZEROPAGE followed by a separate
+ * write-protect would leave a window in which a write makes the page dirty unseen.
+ * Without it, read-only zero pages are UFFDIO_ZEROPAGE'd. Returns 0, -EAGAIN, or
+ * another -errno. */
 static int install(struct region *r, const size_t *idx, unsigned n, const uint8_t *buf,
 		   bool write)
 {
 	for (unsigned a = 0; a < n;) {
 		unsigned b = a + 1;
-		bool zero = !write && r->pg[idx[a]].loc == LOC_NONE;
+		bool zero = !write && !E.have_wp && r->pg[idx[a]].loc == LOC_NONE;
 		while (b < n && idx[b] == idx[b - 1] + 1 &&
-		       zero == (!write && r->pg[idx[b]].loc == LOC_NONE))
+		       zero == (!write && !E.have_wp && r->pg[idx[b]].loc == LOC_NONE))
 			b++;
 		uintptr_t addr = r->base + idx[a] * PAGE;
 		size_t len = (size_t)(b - a) * PAGE;
 		int err;
 		size_t done = fill(E.uffd, addr, zero ? NULL : buf + (size_t)a * PAGE, len,
 				   E.have_wp && !write, &err);
-		if (zero && E.have_wp && done) {
-			int rc = RETRY_AGAIN(uffd_wp(E.uffd, addr, done, true));
-			if (rc)
-				log_dbg("wp of zero pages %#lx: %s", (unsigned long)addr,
-					strerror(-rc));
-		}
 		for (size_t k = 0; k < done / PAGE; k++) {
 			struct page *p = &r->pg[idx[a + k]];
 			p->fl |= PF_RES;
@@ -1044,10 +1027,60 @@ static int install(struct region *r, const size_t *idx, unsigned n, const uint8_
 	return 0;
 }
 
+/* vma_bounds - the mapping (from /proc/self/maps) that contains @addr. */
+static int vma_bounds(uintptr_t addr, uintptr_t *start, uintptr_t *end)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -errno;
+	char line[512];
+	int rc = -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && addr >= a && addr < b) {
+			*start = a;
+			*end = b;
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* region_adopt - a fault in a registered mapping outside every region: the part a
+ * region grew by (mremap in place, or the tail beyond the moved pages of an
+ * mremap that moved and grew it). Track the untracked stretch of that mapping
+ * around @addr as a region of its own (fresh store keys, all pages zero), so it is
+ * paged and evicted like the rest. */
+static struct region *region_adopt(uintptr_t addr)
+{
+	uintptr_t lo = 0, hi = 0;
+	if (vma_bounds(addr, &lo, &hi))
+		return NULL;
+	for (struct region *r = E.regions; r; r = r->next) {
+		uintptr_t rend = r->base + r->npages * PAGE;
+		if (rend <= addr && rend > lo)
+			lo = rend;
+		if (r->base > addr && r->base < hi)
+			hi = r->base;
+	}
+	struct region *r = region_new(lo, (hi - lo) / PAGE, E.next_key++, 0);
+	if (!r)
+		return NULL;
+	r->next = E.regions;
+	E.regions = r;
+	bounds_update();
+	E.st.adopted += r->npages;
+	log_dbg("adopted %#lx+%#lx (grown part of a region) as key %u", (unsigned long)lo,
+		(unsigned long)(hi - lo), r->key_id);
+	return r;
+}
+
 static int serve_unknown(const struct fault *f)
 {
-	/* a page of a registered vma we do not track (e.g. the grown part of an
-	 * mremap): plain anonymous semantics, never evicted */
+	/* a page of a registered vma we cannot track (out of memory): plain anonymous
+	 * semantics, never evicted */
 	int err;
 	if (f->flags & UFFD_PAGEFAULT_FLAG_WP)
 		err = uffd_wp(E.uffd, f->addr, PAGE, false);
@@ -1061,6 +1094,8 @@ static int serve_unknown(const struct fault *f)
 static int serve(const struct fault *f)
 {
 	struct region *r = region_find(f->addr);
+	if (!r)
+		r = region_adopt(f->addr);
 	if (!r)
 		return serve_unknown(f);
 	size_t i = (f->addr - r->base) / PAGE;
@@ -1089,23 +1124,27 @@ static int serve(const struct fault *f)
 		uffd_wake(E.uffd, f->addr, PAGE);
 		return OK;
 	}
-	if (p->fl & PF_GONE)
-		return OK;
+	if (p->fl & PF_GONE) { /* unmapped, then mapped again by an mremap growing in place */
+		uintptr_t lo, hi;
+		if (vma_bounds(f->addr, &lo, &hi))
+			return OK; /* a stale fault: the range is gone */
+		*p = (struct page){ 0 };
+		r->live++;
+		E.st.adopted++;
+	}
 	if (E.resident + 1 > E.budget)
 		return DEFER;
 
 	/* the faulting page, then prefetch along the trend */
 	uint64_t vpn = f->addr / PAGE;
-	int64_t d = E.prefetch ? trend(vpn) : 0;
+	unsigned win = 0;
+	int64_t d = E.prefetch ? trend_next(&E.tr, vpn, MAX_FETCH - 1, &win) : 0;
 	size_t idx[MAX_FETCH];
 	unsigned n = 0;
 	idx[n++] = i;
 	if (d) {
-		E.pf_win = E.pf_win ? E.pf_win * 2 : 4;
-		if (E.pf_win > MAX_FETCH - 1)
-			E.pf_win = MAX_FETCH - 1;
 		size_t room = E.budget - E.resident - 1;
-		for (unsigned k = 1; k <= E.pf_win && n - 1 < room; k++) {
+		for (unsigned k = 1; k <= win && n - 1 < room; k++) {
 			int64_t j = (int64_t)i + d * (int64_t)k;
 			if (j < 0 || (size_t)j >= r->npages)
 				break;
@@ -1114,12 +1153,8 @@ static int serve(const struct fault *f)
 				break;
 			idx[n++] = (size_t)j;
 		}
-	} else {
-		E.pf_win = 0;
 	}
-	hist_push(vpn);
-	if (n > 1)
-		hist_push((uint64_t)((int64_t)vpn + d * (int64_t)(n - 1)));
+	trend_record(&E.tr, vpn, d, n);
 	/* sort ascending (a backwards trend gives descending indices) */
 	if (d < 0)
 		for (unsigned a = 0, b = n - 1; a < b; a++, b--) {
@@ -1128,14 +1163,17 @@ static int serve(const struct fault *f)
 			idx[b] = t;
 		}
 	bool refault = p->loc != LOC_NONE;
+	if (refault && vpolicy_fault(&E.vp, &p->fl, p->stamp))
+		E.st.promoted++;
 	fetch(r, idx, n, E.fbuf);
 	int rc = install(r, idx, n, E.fbuf, write);
-	for (unsigned k = 0; k < n; k++) {
-		struct page *q = &r->pg[idx[k]];
-		q->fl |= PF_REF;
-		if (idx[k] != i && (q->fl & PF_RES))
+	/* no reference bit for a page just installed: the hand would pass every new
+	 * page once, so victims end up interleaved with spared pages and each madvise
+	 * run gets short (random pass: 2.5 pages per madvise with it, 6 without, the
+	 * same refaults); hotness comes from refaults and WP faults (victim.c) */
+	for (unsigned k = 0; k < n; k++)
+		if (idx[k] != i && (r->pg[idx[k]].fl & PF_RES))
 			E.st.prefetched++;
-	}
 	if (rc == -EAGAIN)
 		return AGAIN;
 	if (rc)
@@ -1148,7 +1186,17 @@ static int serve(const struct fault *f)
 	return OK;
 }
 
-/* ------------------------------------------------------------ children */
+/* ------------------------------------------------------------ children
+ *
+ * A forked child's registered ranges belong to a new userfaultfd that arrives here
+ * with UFFD_EVENT_FORK; this handler serves its faults from a snapshot of the page
+ * table taken at fork (store copies the parent never overwrites: E.gen was bumped).
+ * The child gets a budget of its own, the same size as the parent's: pages this
+ * handler installs in it are counted and evicted (CLOCK, dirty ones written back
+ * under keys of its own, read with process_vm_readv) by a small dropper thread the
+ * atfork handler starts in the child, which madvises on request over a socket
+ * (only the child can zap its own pages). A grandchild is served from its parent's
+ * table in the same way, without a budget (no dropper: see docs/uffd.md). */
 
 static struct region *child_region(struct child *c, uintptr_t addr)
 {
@@ -1160,45 +1208,363 @@ static struct region *child_region(struct child *c, uintptr_t addr)
 	return NULL;
 }
 
+/* child_new - a child served through @fd whose pages are those of @src[0..n) as
+ * they are now (@nested: @src is a child's table, whose own copies keep its keys). */
+static struct child *child_new(int fd, struct region *const *src, unsigned n, bool nested)
+{
+	struct child *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->regs = calloc(n ? n : 1, sizeof(*c->regs));
+	c->ev = calloc(MAX_EVICT, sizeof(*c->ev));
+	c->runs = calloc(MAX_EVICT, sizeof(*c->runs));
+	if (!c->regs || !c->ev || !c->runs)
+		goto fail;
+	for (unsigned k = 0; k < n; k++) {
+		struct region *s = &c->regs[c->n];
+		*s = *src[k];
+		s->next = NULL;
+		if (!nested)
+			s->ckey = E.next_key++;
+		s->pg = sys_alloc(src[k]->npages * sizeof(struct page));
+		if (!s->pg)
+			goto fail;
+		c->n++;
+		for (size_t i = 0; i < s->npages; i++) {
+			struct page *p = &s->pg[i];
+			*p = src[k]->pg[i];
+			p->fl &= PF_CKEY;
+			if (src[k]->pg[i].fl & PF_GONE)
+				*p = (struct page){ 0 };
+		}
+	}
+	c->fd = fd;
+	c->ctl = -1;
+	return c;
+fail:
+	for (unsigned k = 0; k < c->n; k++)
+		uffd_sys_munmap(c->regs[k].pg, c->regs[k].npages * sizeof(struct page));
+	free(c->regs);
+	free(c->ev);
+	free(c->runs);
+	free(c);
+	return NULL;
+}
+
+static void child_free(struct child *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		uffd_sys_munmap(c->regs[i].pg, c->regs[i].npages * sizeof(struct page));
+	free(c->regs);
+	free(c->ev);
+	free(c->runs);
+	free(c->q);
+	close(c->fd);
+	if (c->ctl >= 0)
+		close(c->ctl);
+	free(c);
+}
+
+static void child_add(struct child *c, const char *what)
+{
+	c->next = E.newkids;
+	E.newkids = c;
+	E.st.forks++;
+	log_dbg("fork: %s uffd %d, %u regions, %s", what, c->fd, c->n,
+		c->ctl >= 0 ? "own budget" : "no budget");
+}
+
+static void on_fork(int fd)
+{
+	unsigned n = 0;
+	for (struct region *r = E.regions; r; r = r->next)
+		n++;
+	struct region **src = calloc(n ? n : 1, sizeof(*src));
+	struct child *c = NULL;
+	if (src) {
+		n = 0;
+		for (struct region *r = E.regions; r; r = r->next)
+			src[n++] = r;
+		c = child_new(fd, src, n, false);
+		free(src);
+	}
+	if (!c) {
+		log_err("fork: out of memory for the child's page table; child fd %d closed, "
+			"its non-resident pages will read as zero", fd);
+		close(fd);
+		return;
+	}
+	c->ctl = E.fork_ctl; /* the socket to the dropper the child starts */
+	E.fork_ctl = -1;
+	E.gen++; /* from now on the parent's puts never overwrite the child's copies */
+	child_add(c, "child");
+}
+
+static void child_fork(struct child *c, int fd)
+{
+	struct region **src = calloc(c->n ? c->n : 1, sizeof(*src));
+	struct child *g = NULL;
+	if (src) {
+		for (unsigned k = 0; k < c->n; k++)
+			src[k] = &c->regs[k];
+		g = child_new(fd, src, c->n, true);
+		free(src);
+	}
+	if (!g) {
+		log_err("fork of a child: out of memory; grandchild fd %d closed, its "
+			"non-resident pages will read as zero", fd);
+		close(fd);
+		return;
+	}
+	c->gen++; /* the child's later puts never overwrite the grandchild's copies */
+	child_add(g, "grandchild");
+}
+
+static bool child_in_drop(const struct child *c, uintptr_t start, uintptr_t end)
+{
+	if (!c->drop_pending)
+		return false;
+	for (size_t k = 0; k < c->nruns; k++)
+		if (start < c->runs[k].addr + c->runs[k].len && end > c->runs[k].addr)
+			return true;
+	return false;
+}
+
+/* child_range - the child discarded or unmapped [start, end): those pages read as
+ * zero from now on (its own REMOVE events, from our drops, are filtered before). */
 static void child_range(struct child *c, uintptr_t start, uintptr_t end)
 {
 	for (uintptr_t a = start & ~(uintptr_t)(PAGE - 1); a < end; a += PAGE) {
 		struct region *r = child_region(c, a);
-		if (r) {
-			struct page *p = &r->pg[(a - r->base) / PAGE];
-			p->loc = LOC_NONE;
-			p->fl = 0;
-		}
+		if (!r)
+			continue;
+		struct page *p = &r->pg[(a - r->base) / PAGE];
+		if (p->fl & PF_RES)
+			c->resident--;
+		*p = (struct page){ 0 };
 	}
 }
 
-/* child_serve - fault of a forked child: its pages come from the snapshot taken at
- * fork (the parent never overwrites those store copies); no budget, no prefetch. */
-static int child_serve(struct child *c, uintptr_t addr, uint64_t flags)
+enum { GONE = 3 };
+
+static int child_ioctl_rc(int err)
 {
-	addr &= ~(uintptr_t)(PAGE - 1);
-	struct region *r = child_region(c, addr);
-	int err = 0;
-	if (flags & UFFD_PAGEFAULT_FLAG_WP)
-		return uffd_wp(c->fd, addr, PAGE, false);
-	if (!r) {
-		fill(c->fd, addr, NULL, PAGE, false, &err);
-		return err;
-	}
-	size_t i = (addr - r->base) / PAGE;
-	struct page *p = &r->pg[i];
-	if (p->fl & PF_RES)
-		return uffd_wake(c->fd, addr, PAGE);
-	fetch(r, &i, 1, E.fbuf);
-	fill(c->fd, addr, E.fbuf, PAGE, false, &err);
-	if (!err) {
-		p->fl |= PF_RES;
-		E.st.child_faults++;
-	}
-	return err;
+	return err == -EAGAIN ? AGAIN : err == -ESRCH ? GONE : OK;
 }
 
-/* child_read - returns false when the child is gone */
+/* child_serve - one fault of a child: DEFER while its page is being evicted or its
+ * budget is full (an eviction is started), GONE once it exited. */
+static int child_serve(struct child *c, const struct fault *f)
+{
+	struct region *r = child_region(c, f->addr);
+	int err = 0;
+	if (!r) {
+		if (f->flags & UFFD_PAGEFAULT_FLAG_WP)
+			return child_ioctl_rc(uffd_wp(c->fd, f->addr, PAGE, false));
+		fill(c->fd, f->addr, NULL, PAGE, false, &err);
+		return child_ioctl_rc(err);
+	}
+	size_t i = (f->addr - r->base) / PAGE;
+	struct page *p = &r->pg[i];
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
+		if (p->fl & PF_EVICT)
+			return DEFER;
+		err = uffd_wp(c->fd, f->addr, PAGE, false);
+		if (!err && (p->fl & PF_RES))
+			p->fl |= PF_DIRTY | PF_REF;
+		return child_ioctl_rc(err);
+	}
+	if ((p->fl & PF_EVICT) || child_in_drop(c, f->addr, f->addr + PAGE))
+		return DEFER;
+	if (p->fl & PF_RES)
+		return child_ioctl_rc(uffd_wake(c->fd, f->addr, PAGE));
+	if (c->ctl >= 0 && c->resident >= E.budget) /* (before its pid came: wait for it) */
+		return DEFER;
+	bool wp = E.have_wp && !(f->flags & UFFD_PAGEFAULT_FLAG_WRITE);
+	fetch(r, &i, 1, E.fbuf);
+	fill(c->fd, f->addr, E.fbuf, PAGE, wp, &err);
+	if (!err) {
+		p->fl |= PF_RES | PF_REF | (wp ? 0 : PF_DIRTY);
+		c->resident++;
+		E.st.child_faults++;
+		if (c->resident > E.st.child_resident_max)
+			E.st.child_resident_max = c->resident;
+	}
+	return child_ioctl_rc(err);
+}
+
+static void child_unpick(struct child *c)
+{
+	for (size_t k = 0; k < c->evn; k++)
+		if (c->ev[k].r)
+			unpick(&c->ev[k]);
+	c->evn = 0;
+}
+
+/* child_writeback - copy the child's dirty victims to the store under its own keys
+ * (write-protected first so that its racing writes wait). Victims that cannot be
+ * read or stored stay resident (the child is then over its budget). */
+static void child_writeback(struct child *c)
+{
+	unsigned n = 0;
+	struct victim *d[MAX_EVICT];
+	for (size_t a = 0; a < c->evn;) {
+		size_t b = a + 1;
+		struct victim *v = &c->ev[a];
+		if (!(v->r->pg[v->idx].fl & PF_DIRTY)) {
+			a++;
+			continue;
+		}
+		while (b < c->evn && c->ev[b].r == v->r && c->ev[b].idx == c->ev[b - 1].idx + 1 &&
+		       (v->r->pg[c->ev[b].idx].fl & PF_DIRTY))
+			b++;
+		uintptr_t addr = v->r->base + v->idx * PAGE;
+		size_t len = (b - a) * PAGE;
+		int rc = E.have_wp ? uffd_wp(c->fd, addr, len, true) : 0;
+		if (!rc) {
+			struct iovec local = { .iov_base = E.evbuf + (size_t)n * PAGE, .iov_len = len };
+			struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+			ssize_t got = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
+			if (got != (ssize_t)len)
+				rc = got < 0 ? -errno : -EFAULT;
+		}
+		if (rc)
+			log_dbg("child %d: evict run %#lx+%zu: %s, skipped", (int)c->pid,
+				(unsigned long)addr, len, strerror(-rc));
+		for (size_t k = a; k < b; k++) {
+			if (rc) {
+				unpick(&c->ev[k]);
+				continue;
+			}
+			struct region *r = c->ev[k].r;
+			E.io[n] = (struct ustore_io){ .oid = (uint64_t)r->ckey << 16 | c->gen,
+						      .index = (uint32_t)(r->key_off + c->ev[k].idx),
+						      .page = E.evbuf + (size_t)n * PAGE };
+			d[n++] = &c->ev[k];
+		}
+		a = b;
+	}
+	if (!n)
+		return;
+	int rc = E.store->ops->put(E.store, E.io, n);
+	if (rc < 0)
+		log_warn("%s store: put of %u pages of a child: %s; they stay resident",
+			 E.store->ops->name, n, strerror(-rc));
+	for (unsigned k = 0; k < n; k++) {
+		if (E.io[k].status) {
+			unpick(d[k]);
+			continue;
+		}
+		struct page *p = &d[k]->r->pg[d[k]->idx];
+		p->loc = LOC_STORE;
+		p->gen = c->gen;
+		p->fl = (uint8_t)((p->fl & ~PF_DIRTY) | PF_CKEY);
+		E.st.writebacks++;
+	}
+}
+
+/* child_evict - pick a batch of the child's resident pages (CLOCK), write back the
+ * dirty ones and ask its dropper to zap them. */
+static void child_evict(struct child *c)
+{
+	if (c->ctl < 0 || !c->pid || c->drop_pending || !c->n)
+		return;
+	size_t total = 0;
+	for (unsigned k = 0; k < c->n; k++)
+		total += c->regs[k].npages;
+	unsigned ri = c->hand_r < c->n ? c->hand_r : 0;
+	size_t i = c->hand_i;
+	c->evn = 0;
+	for (size_t scanned = 0; c->evn < E.batch && scanned < 2 * total + 1; scanned++, i++) {
+		if (i >= c->regs[ri].npages) {
+			ri = (ri + 1) % c->n;
+			i = 0;
+		}
+		struct page *p = &c->regs[ri].pg[i];
+		if ((p->fl & (PF_RES | PF_EVICT)) != PF_RES)
+			continue;
+		if (p->fl & PF_REF) {
+			p->fl &= (uint8_t)~PF_REF;
+			continue;
+		}
+		p->fl |= PF_EVICT;
+		c->ev[c->evn++] = (struct victim){ .r = &c->regs[ri], .idx = i };
+	}
+	c->hand_r = ri;
+	c->hand_i = i;
+	child_writeback(c);
+	size_t nr = 0;
+	for (size_t k = 0; k < c->evn; k++) {
+		struct victim *v = &c->ev[k];
+		if (!v->r)
+			continue;
+		uintptr_t addr = v->r->base + v->idx * PAGE;
+		if (nr && c->runs[nr - 1].addr + c->runs[nr - 1].len == addr)
+			c->runs[nr - 1].len += PAGE;
+		else
+			c->runs[nr++] = (struct run){ .addr = addr, .len = PAGE };
+	}
+	if (!nr || send(c->ctl, c->runs, nr * sizeof(*c->runs), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		child_unpick(c);
+		return;
+	}
+	c->nruns = nr;
+	c->drop_pending = true;
+	E.st.madvise_calls += nr;
+}
+
+static void child_drop_done(struct child *c)
+{
+	for (size_t k = 0; k < c->evn; k++) {
+		struct victim *v = &c->ev[k];
+		if (!v->r)
+			continue;
+		struct page *p = &v->r->pg[v->idx];
+		if (!(p->fl & PF_EVICT))
+			continue; /* discarded by the child meanwhile (child_range) */
+		c->resident--;
+		E.st.child_evicted++;
+		p->fl &= (uint8_t)~(PF_RES | PF_EVICT | PF_REF | PF_DIRTY);
+	}
+	c->evn = 0;
+	c->nruns = 0;
+	c->drop_pending = false;
+}
+
+/* child_ctl - messages of the child's dropper: its pid, then one ack per drop.
+ * Returns false when the dropper is gone (the child exited or exec'd). */
+static bool child_ctl(struct child *c)
+{
+	for (;;) {
+		pid_t buf[2];
+		ssize_t n = recv(c->ctl, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0)
+			return false;
+		if (n == sizeof(pid_t) && !c->pid)
+			c->pid = buf[0];
+		else if (c->drop_pending)
+			child_drop_done(c);
+	}
+}
+
+static void child_queue(struct child *c, uintptr_t addr, uint64_t flags)
+{
+	if (c->qn == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 16;
+		struct fault *n = realloc(c->q, cap * sizeof(*n));
+		if (!n) {
+			log_err("child fault queue: out of memory");
+			abort();
+		}
+		c->q = n;
+		c->qcap = cap;
+	}
+	c->q[c->qn++] = (struct fault){ .addr = addr & ~(uintptr_t)(PAGE - 1), .flags = flags };
+}
+
+/* child_read - read the child's events; returns false when the child is gone */
 static bool child_read(struct child *c)
 {
 	struct uffd_msg msgs[32];
@@ -1208,28 +1574,25 @@ static bool child_read(struct child *c)
 			return errno == EAGAIN || errno == EINTR;
 		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
 			struct uffd_msg *m = &msgs[k];
-			int rc = 0;
+			uintptr_t s = (uintptr_t)m->arg.remove.start, e = (uintptr_t)m->arg.remove.end;
 			switch (m->event) {
 			case UFFD_EVENT_PAGEFAULT:
-				for (int tries = 0; tries < 1000; tries++) {
-					rc = child_serve(c, (uintptr_t)m->arg.pagefault.address,
-							 m->arg.pagefault.flags);
-					if (rc != -EAGAIN)
-						break;
-					sched_yield();
-				}
-				if (rc == -ESRCH)
-					return false;
+				child_queue(c, (uintptr_t)m->arg.pagefault.address,
+					    m->arg.pagefault.flags);
 				break;
 			case UFFD_EVENT_REMOVE:
+				if (!child_in_drop(c, s, e))
+					child_range(c, s, e);
+				break;
 			case UFFD_EVENT_UNMAP:
-				child_range(c, (uintptr_t)m->arg.remove.start,
-					    (uintptr_t)m->arg.remove.end);
+				child_range(c, s, e);
 				break;
 			case UFFD_EVENT_FORK:
-				log_warn("child uffd %d forked again: grandchildren are not "
-					 "served (their non-resident pages read as zero)", c->fd);
-				close((int)m->arg.fork.ufd);
+				child_fork(c, (int)m->arg.fork.ufd);
+				break;
+			case UFFD_EVENT_REMAP:
+				log_warn("child uffd %d: mremap of a paged range in a forked child "
+					 "is not followed; its moved pages read as zero", c->fd);
 				break;
 			default:
 				break;
@@ -1240,21 +1603,67 @@ static bool child_read(struct child *c)
 	}
 }
 
-/* child_alive - an ioctl that needs the child's mm fails with ESRCH once it exited */
+/* child_serve_queue - serve the child's queued faults; false when it is gone */
+static bool child_serve_queue(struct child *c)
+{
+	size_t keep = 0;
+	bool full = false;
+	for (size_t k = 0; k < c->qn; k++) {
+		int rc = child_serve(c, &c->q[k]);
+		if (rc == GONE)
+			return false;
+		if (rc == AGAIN) { /* its mm is changing: read its events first */
+			while (k < c->qn)
+				c->q[keep++] = c->q[k++];
+			break;
+		}
+		if (rc == DEFER) {
+			c->q[keep++] = c->q[k];
+			full = true;
+		}
+	}
+	c->qn = keep;
+	if (full || c->resident + E.batch / 2 >= E.budget)
+		child_evict(c);
+	return true;
+}
+
+/* child_alive - an ioctl that needs the child's mm fails with ESRCH once it exited
+ * (used for children without a dropper, whose socket would tell) */
 static bool child_alive(struct child *c)
 {
-	/* un-protecting one page is harmless (children are not dirty-tracked) */
-	for (unsigned k = 0; k < c->n; k++)
-		if (uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ENOENT)
-			return uffd_wp(c->fd, c->regs[k].base, PAGE, false) != -ESRCH;
+	/* write-protecting a page is harmless: a write faults and is let through */
+	for (unsigned k = 0; k < c->n; k++) {
+		int rc = uffd_wp(c->fd, c->regs[k].base, PAGE, E.have_wp);
+		if (rc != -ENOENT)
+			return rc != -ESRCH;
+	}
 	return true;
+}
+
+static void children_adopt(void)
+{
+	while (E.newkids) {
+		struct child *c = E.newkids;
+		E.newkids = c->next;
+		c->next = E.children;
+		E.children = c;
+	}
 }
 
 static void children_reap(bool probe)
 {
+	children_adopt();
 	for (struct child **pp = &E.children; *pp;) {
 		struct child *c = *pp;
-		if (child_read(c) && (!probe || child_alive(c))) {
+		bool alive = child_read(c);
+		if (alive && c->ctl >= 0)
+			alive = child_ctl(c);
+		if (alive)
+			alive = child_serve_queue(c);
+		if (alive && probe && c->ctl < 0)
+			alive = child_alive(c);
+		if (alive) {
 			pp = &c->next;
 			continue;
 		}
@@ -1262,6 +1671,97 @@ static void children_reap(bool probe)
 		*pp = c->next;
 		child_free(c);
 	}
+	children_adopt();
+}
+
+/* The dropper thread of a forked child: says its pid, then madvises the runs the
+ * parent's handler sends and acknowledges each batch. */
+static void *child_dropper(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	in_engine = 1;
+	prctl(PR_SET_NAME, "rtmem-cdrop");
+	pid_t pid = getpid();
+	struct run *runs = E.runs; /* the parent's buffer: unused in the child */
+	if (send(fd, &pid, sizeof(pid), MSG_NOSIGNAL) == sizeof(pid) && runs) {
+		for (;;) {
+			ssize_t n = recv(fd, runs, MAX_EVICT * sizeof(*runs), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			for (size_t k = 0; k < (size_t)n / sizeof(*runs); k++)
+				madvise((void *)runs[k].addr, runs[k].len, MADV_DONTNEED_LOCKED);
+			char ack = 1;
+			if (send(fd, &ack, 1, MSG_NOSIGNAL) != 1)
+				break;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+/* atfork: a fork is serialised with the FORK event it raises, so that the handler
+ * hands the right socket to the child's entry. */
+static __thread bool fork_held;
+
+static void atfork_prepare(void)
+{
+	if (atomic_load(&E.in_child) || in_engine || !uffd_engine_active())
+		return;
+	pthread_mutex_lock(&E.fork_mu);
+	fork_held = true;
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
+		sp[0] = sp[1] = -1;
+	pthread_mutex_lock(&E.lock);
+	E.fork_ctl = sp[0];
+	E.fork_peer = sp[1];
+	pthread_mutex_unlock(&E.lock);
+}
+
+static void atfork_parent(void)
+{
+	if (!fork_held)
+		return;
+	pthread_mutex_lock(&E.lock);
+	if (E.fork_ctl >= 0) /* no FORK event took it (no region was mapped) */
+		close(E.fork_ctl);
+	if (E.fork_peer >= 0)
+		close(E.fork_peer);
+	E.fork_ctl = E.fork_peer = -1;
+	pthread_mutex_unlock(&E.lock);
+	fork_held = false;
+	pthread_mutex_unlock(&E.fork_mu);
+}
+
+static void atfork_child(void)
+{
+	atomic_store(&E.in_child, true);
+	if (!fork_held)
+		return;
+	fork_held = false;
+	int ctl = E.fork_ctl, peer = E.fork_peer;
+	E.fork_ctl = E.fork_peer = -1;
+	pthread_mutex_unlock(&E.fork_mu);
+	if (ctl >= 0)
+		close(ctl);
+	if (peer < 0)
+		return;
+	pthread_t t;
+	pthread_attr_t at;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, &at, child_dropper, (void *)(intptr_t)peer)) {
+		log_warn("fork: no dropper thread in the child (%s): it has no budget",
+			 strerror(errno));
+		close(peer);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&at);
 }
 
 /* ------------------------------------------------------------ handler loop */
@@ -1292,16 +1792,20 @@ static void *handler_main(void *arg)
 {
 	in_engine = 1;
 	prctl(PR_SET_NAME, "rtmem-uffd");
-	struct pollfd pf[3 + 64];
+	struct pollfd pf[3 + 128];
 	for (;;) {
 		unsigned np = 0, nc = 0;
 		pf[np++] = (struct pollfd){ .fd = E.uffd, .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = E.wake_fd, .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = E.drop_fd, .events = POLLIN };
 		pthread_mutex_lock(&E.lock);
-		for (struct child *c = E.children; c && nc < 64; c = c->next, nc++)
-			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
 		bool busy = E.qn && !E.drop_pending;
+		for (struct child *c = E.children; c && nc < 64; c = c->next, nc++) {
+			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+			if (c->ctl >= 0)
+				pf[np++] = (struct pollfd){ .fd = c->ctl, .events = POLLIN };
+			busy |= c->qn > 0;
+		}
 		bool stop = E.stopping && !E.drop_pending; /* the dropper needs us to finish */
 		pthread_mutex_unlock(&E.lock);
 		if (stop)
@@ -1324,11 +1828,15 @@ static void *handler_main(void *arg)
 		bool probe = now - E.last_probe_ms >= 1000;
 		if (probe)
 			E.last_probe_ms = now;
-		if (E.children)
+		if (E.children || E.newkids)
 			children_reap(probe);
+		E.busy++;
 		serve_queue();
 		if (E.resident + E.batch / 2 >= E.budget || E.qn)
 			evict_start();
+		E.busy--;
+		if (E.graveyard)
+			regions_reap();
 		flush_pending();
 		pthread_mutex_unlock(&E.lock);
 	}
@@ -1377,11 +1885,6 @@ static int open_uffd(int *fd_out, uint64_t *avail, uint64_t want, uint64_t *got)
 	return 0;
 }
 
-static void atfork_child(void)
-{
-	atomic_store(&E.in_child, true);
-}
-
 static uint64_t env_size(const char *name, uint64_t dflt)
 {
 	const char *s = getenv(name);
@@ -1405,10 +1908,45 @@ static unsigned env_flags(void)
 		f |= RTMEM_NO_MLOCK;
 	if (strstr(s, "nowp"))
 		f |= RTMEM_NO_WP;
+	if (strstr(s, "nomove"))
+		f |= RTMEM_NO_MOVE;
 	return f;
 }
 
 static void engine_cleanup(void);
+
+/* sink_open - the destination of UFFDIO_MOVE evictions: a reserved range (no memory
+ * until pages are moved in, and they are freed right after) registered with a
+ * userfaultfd of its own that has no REMOVE events. Without it (kernel < 6.8, or
+ * RTMEM_FLAGS=nomove) every eviction goes through the dropper thread. */
+static void sink_open(void)
+{
+	size_t len = (size_t)MAX_EVICT * 257 * PAGE; /* a batch of runs merged over gaps */
+	void *p = uffd_sys_mmap(NULL, len, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int fd = -1;
+	if (p == MAP_FAILED || open_uffd(&fd, NULL, UFFD_FEATURE_MOVE, NULL))
+		goto fail;
+	madvise(p, len, MADV_NOHUGEPAGE);
+	struct uffdio_register reg = { .range = { .start = (uintptr_t)p, .len = len },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		goto fail;
+	if (E.use_mlock && mlock2(p, len, MLOCK_ONFAULT))
+		goto fail;
+	E.sink_fd = fd;
+	E.sink = (uintptr_t)p;
+	E.sink_len = len;
+	E.sink_off = 0;
+	return;
+fail:
+	log_dbg("no UFFDIO_MOVE sink: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (p != MAP_FAILED)
+		uffd_sys_munmap(p, len);
+	last_error[0] = 0;
+}
 
 API int rtmem_init(const struct rtmem_config *cfg)
 {
@@ -1453,6 +1991,8 @@ API int rtmem_init(const struct rtmem_config *cfg)
 		E.batch = 4;
 	E.prefetch = !(c.flags & RTMEM_NO_PREFETCH);
 	E.fifo = c.flags & RTMEM_EVICT_FIFO;
+	vpolicy_init(&E.vp, E.budget, E.fifo);
+	E.tr = (struct trend){ 0 };
 	E.use_mlock = !(c.flags & RTMEM_NO_MLOCK);
 
 	/* features: ask what the kernel has, then open the real fd with what we use */
@@ -1486,6 +2026,8 @@ API int rtmem_init(const struct rtmem_config *cfg)
 		avail & UFFD_FEATURE_WP_ASYNC ? "available" : "no",
 		avail & UFFD_FEATURE_MOVE ? "available" : "no");
 	E.madv = E.use_mlock ? MADV_DONTNEED_LOCKED : MADV_DONTNEED;
+	if ((avail & UFFD_FEATURE_MOVE) && !(c.flags & RTMEM_NO_MOVE))
+		sink_open();
 
 	if (!strcmp(c.store, "mem")) {
 		rc = ustore_mem_new(c.mem_store_limit, &E.store);
@@ -1546,7 +2088,7 @@ API int rtmem_init(const struct rtmem_config *cfg)
 	static bool once;
 	if (!once) {
 		once = true;
-		pthread_atfork(NULL, NULL, atfork_child);
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		atexit(rtmem_shutdown);
 	}
 	E.running = true;
@@ -1573,6 +2115,11 @@ out_unlock:
 
 static void engine_cleanup(void)
 {
+	if (E.sink_fd >= 0) {
+		close(E.sink_fd);
+		uffd_sys_munmap((void *)E.sink, E.sink_len);
+		E.sink_fd = -1;
+	}
 	if (E.wake_fd >= 0)
 		close(E.wake_fd);
 	if (E.drop_fd >= 0)
@@ -1629,6 +2176,7 @@ API void rtmem_shutdown(void)
 	}
 	close(E.uffd);
 	E.uffd = -1;
+	children_adopt();
 	while (E.children) {
 		struct child *c = E.children;
 		E.children = c->next;
@@ -1783,12 +2331,13 @@ API void rtmem_print_stats(const char *tag)
 {
 	struct rtmem_stats s;
 	rtmem_get_stats(&s);
-	char line[600];
+	char line[700];
 	snprintf(line, sizeof(line),
 		 "rtmem[%d] %s: budget=%llu resident=%llu max=%llu faults=%llu wp=%llu "
 		 "zero=%llu fetched=%llu prefetched=%llu refaults=%llu evicted=%llu "
 		 "writebacks=%llu clean=%llu spilled=%llu spill_reads=%llu madvise=%llu "
-		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu\n",
+		 "eexist=%llu deferred=%llu forks=%llu child_faults=%llu child_evicted=%llu "
+		 "adopted=%llu moved=%llu promoted=%llu\n",
 		 (int)getpid(), tag ? tag : "stats", (unsigned long long)s.budget_pages,
 		 (unsigned long long)s.resident, (unsigned long long)s.resident_max,
 		 (unsigned long long)s.faults, (unsigned long long)s.wp_faults,
@@ -1798,7 +2347,9 @@ API void rtmem_print_stats(const char *tag)
 		 (unsigned long long)s.clean_drops, (unsigned long long)s.spilled,
 		 (unsigned long long)s.spill_reads, (unsigned long long)s.madvise_calls,
 		 (unsigned long long)s.eexist, (unsigned long long)s.deferred,
-		 (unsigned long long)s.forks, (unsigned long long)s.child_faults);
+		 (unsigned long long)s.forks, (unsigned long long)s.child_faults,
+		 (unsigned long long)s.child_evicted, (unsigned long long)s.adopted,
+		 (unsigned long long)s.moved, (unsigned long long)s.promoted);
 	if (write(2, line, strlen(line)) < 0)
 		return;
 }

@@ -132,6 +132,60 @@ void uspill_free(struct uspill *f);
 int uspill_write(struct uspill *f, const uint32_t *slots, void *const *pages, unsigned n);
 int uspill_read(struct uspill *f, const uint32_t *slots, void *const *pages, unsigned n);
 
+/* ------------------------------------------------------------ engine policies */
+
+/* Page flags of the engine's page table (struct page in engine.c). */
+#define PF_RES 0x01   /* mapped in the process (incl. zero page) */
+#define PF_DIRTY 0x02 /* written since its store copy was made */
+#define PF_REF 0x04   /* referenced (a write-protect fault) since the hand passed */
+#define PF_EVICT 0x08 /* written back, madvise pending */
+#define PF_GONE 0x10  /* unmapped */
+#define PF_ZAP 0x20   /* removed (DONTNEED/munmap) while evicting */
+#define PF_CKEY 0x40  /* (child tables) the copy is under the child's key (ckey) */
+#define PF_HOT 0x80   /* (parent table) in the hot segment (victim.c) */
+
+/* Prefetch trend detector (trend.c). */
+#define TREND_HIST 8u
+#define TREND_MAX_STRIDE 64
+#define TREND_MIN_WIN 4u
+struct trend {
+	uint64_t hist[TREND_HIST]; /* recent fault page numbers (ring) */
+	unsigned n;                /* faults recorded */
+	unsigned win;              /* current prefetch window */
+};
+/* trend_detect - the majority delta (pages) between the recent faults and @vpn, or
+ * 0 when no delta has a strict majority, it is beyond TREND_MAX_STRIDE, or @vpn
+ * itself does not continue it (its delta to the newest entry differs). */
+int64_t trend_detect(const struct trend *t, uint64_t vpn);
+/* trend_next - for a fault at @vpn: the trend (0: none) and in *win how many pages
+ * to fetch along it (4, 8, 16 ... at most @max while it holds; 0 without one). */
+int64_t trend_next(struct trend *t, uint64_t vpn, unsigned max, unsigned *win);
+/* trend_record - the fault at @vpn was served with @fetched pages along @d (the
+ * faulting page first). */
+void trend_record(struct trend *t, uint64_t vpn, int64_t d, unsigned fetched);
+
+/* Victim policy (victim.c): two-segment CLOCK fed by WP faults and refault distance. */
+struct vpolicy {
+	bool fifo;       /* plain FIFO (no second chance, no hot segment) */
+	size_t hot_cap;  /* most pages in the hot segment */
+	size_t nhot;     /* pages in it now */
+	uint32_t window; /* refault distance (evictions) that makes a page hot */
+	uint32_t clock;  /* evictions so far (stamps; never 0) */
+};
+enum { VP_SKIP = 0, VP_EVICT = 1, VP_REARM = 2 };
+void vpolicy_init(struct vpolicy *v, size_t budget, bool fifo);
+/* vpolicy_visit - the hand reaches a resident page (not evicting): VP_EVICT, or
+ * VP_SKIP, or VP_REARM (skip, and write-protect it again: a referenced dirty page,
+ * so that its next write counts as a reference). Updates *fl. */
+int vpolicy_visit(struct vpolicy *v, uint8_t *fl);
+/* vpolicy_fault - a page evicted at @stamp (0: never) faults back: true if it
+ * joins the hot segment (PF_HOT set). */
+bool vpolicy_fault(struct vpolicy *v, uint8_t *fl, uint32_t stamp);
+/* vpolicy_evicted - the page is released: returns its eviction stamp. */
+uint32_t vpolicy_evicted(struct vpolicy *v, uint8_t *fl);
+/* vpolicy_gone - the page left without an eviction (unmapped, discarded). */
+void vpolicy_gone(struct vpolicy *v, uint8_t *fl);
+
 /* ------------------------------------------------------------ engine hooks */
 
 /* Raw mmap/munmap that bypass the LD_PRELOAD shim. */

@@ -18,9 +18,10 @@
 
 /* rtmem_config.flags */
 #define RTMEM_NO_PREFETCH 0x1u  /* fetch only the faulting page */
-#define RTMEM_EVICT_FIFO 0x2u   /* FIFO victims instead of CLOCK (for measurements) */
+#define RTMEM_EVICT_FIFO 0x2u   /* FIFO victims instead of 2Q-CLOCK (for measurements) */
 #define RTMEM_NO_MLOCK 0x4u     /* do not mlock resident pages (see docs/uffd.md) */
 #define RTMEM_NO_WP 0x8u        /* no write-protect tracking: write back every page */
+#define RTMEM_NO_MOVE 0x10u     /* evict through the madvise thread, not UFFDIO_MOVE */
 
 struct rtmem_config {
 	uint64_t local_mem;      /* bytes resident at most; 0: $RTMEM_LOCAL_MEM or 256M */
@@ -29,7 +30,7 @@ struct rtmem_config {
 	const char *store;       /* "tmem" (default, $RTMEM_STORE) or "mem" (in-process) */
 	uint64_t mem_store_limit; /* "mem" store: pages it accepts (0: any) */
 	const char *spill_dir;   /* spill file directory; NULL: $RTMEM_SPILL_DIR or /var/tmp */
-	unsigned flags;          /* RTMEM_*; also $RTMEM_FLAGS=noprefetch,fifo,nomlock,nowp */
+	unsigned flags;          /* RTMEM_*; also $RTMEM_FLAGS=noprefetch,fifo,nomlock,nowp,nomove */
 };
 
 struct rtmem_stats {
@@ -53,6 +54,12 @@ struct rtmem_stats {
 	uint64_t forks;          /* children served through UFFD_EVENT_FORK */
 	uint64_t child_faults;   /* faults of children served */
 	uint64_t features;       /* UFFDIO_API features in use */
+	uint64_t adopted;        /* pages of grown regions (mremap) taken into paging */
+	uint64_t child_evicted;  /* pages evicted from forked children */
+	uint64_t child_resident_max; /* most pages we held resident in one child */
+	uint64_t promoted;       /* refaults that put a page in the hot segment */
+	uint64_t moved;          /* evicted pages released by UFFDIO_MOVE in the handler
+				  * (no madvise thread, no REMOVE event) */
 };
 
 /* rtmem_init - start the engine (NULL: all settings from the environment). Fails with
