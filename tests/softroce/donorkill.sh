@@ -11,13 +11,14 @@ LOST=$BIN/tmem_lost
 cluster_start --donor-size 64M --slab-size 16M
 coproc LC { "$LOST" "$PAGES"; }
 lc_pid=$LC_PID
-read -r -t 300 line <&"${LC[0]}" || fail "client did not get ready"
+exec 3<&"${LC[0]}" 4>&"${LC[1]}" # bash drops LC[] when the client exits
+read -r -t 300 line <&3 || fail "client did not get ready"
 [ "$line" = READY ] || fail "client said '$line'"
 lent1=$(json_get "[n['total_pages']-n['free_pages'] for n in s['nodes'] if n['id']==1][0]")
 lent2=$(json_get "[n['total_pages']-n['free_pages'] for n in s['nodes'] if n['id']==2][0]")
 echo "donor 1 lends $lent1 pages, donor 2 lends $lent2"
 [ "$lent1" -gt 0 ] && [ "$lent2" -gt 0 ] || fail "both donors should hold pages"
-read -r -t 300 line <&"${LC[0]}" || fail "client died in its first read pass"
+read -r -t 300 line <&3 || fail "client died in its first read pass"
 echo "$line"
 note "SIGKILL donor 1 while the client reads"
 kill -KILL "$(cat "$DIR/donor1.pid")"
@@ -30,8 +31,8 @@ for _ in $(seq 300); do
 done
 echo "borrower reports $lost lost slabs"
 [ "$lost" -gt 0 ] || fail "borrower reports no lost slab"
-echo go >&"${LC[1]}"
-while read -r -t 300 line <&"${LC[0]}"; do
+echo go >&4
+while read -r -t 300 line <&3; do
 	echo "$line"
 	[[ $line == OK* ]] && break
 done
