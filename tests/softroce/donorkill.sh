@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # donorkill.sh - a donor killed (SIGKILL) while the borrower is reading its pages:
 # the borrower's transfers to it fail, the gets of its pages fail (EIO once it is
-# invalidated) and never return wrong bytes; the borrower marks its slabs lost and reports it (status "lost", log); the other donor's pages stay
-# intact and fresh puts still work. Runs over TCP on the host and over verbs in the
+# invalidated) and never return wrong bytes; the borrower marks its slabs lost and
+# reports it (status "lost", log); the other donor's pages stay intact and fresh puts
+# still work. Runs over TCP on the host and over verbs in the
 # guest (RTMEM_CLUSTER_ARGS). Usage: donorkill.sh BUILD_DIR
 . "$(dirname "$0")/../integration/lib.sh" "$1"
 PAGES=${DONORKILL_PAGES:-24000}
