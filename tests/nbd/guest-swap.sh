@@ -80,6 +80,9 @@ run_guest() {
 		fail "guest ($mode): only ${kib:-0} KiB went to swap"
 	borrower_alive || fail "borrower died during the guest run ($mode)"
 	sleep 2.5 # statistics are reported once a second
+	grep "closed after" "$DIR/borrower.log" | tail -n1 || fail "guest ($mode): no NBD connection seen"
+	! grep -q "closed after .* ([1-9][0-9]* errors)" "$DIR/borrower.log" ||
+		fail "guest ($mode): an NBD connection saw request errors"
 	ctl --json status >"$W/status-$mode.json"
 	used=$(client_used swap0)
 	echo "swap0 after the guest ($mode): $used pages in remote memory"
