@@ -155,8 +155,12 @@ static struct vdev *dev_get(struct vtransport *vt, struct ibv_context *ctx)
 
 /* ------------------------------------------------------------ connections */
 
-/* conn_down - destroy the QP and cm id, fail what was in flight with -ECONNRESET. */
-static void conn_down(struct vconn *c, int err)
+/* conn_down - destroy the QP and cm id, fail what was in flight with -ECONNRESET.
+ * @quick: a completion error that one request caused on a healthy peer (only reap()
+ * passes true): the next post may reconnect at once. Everything else, above all a
+ * failed connect, backs off (doubling), so a post never runs one blocking connect
+ * per request. */
+static void conn_down(struct vconn *c, int err, bool quick)
 {
 	struct vtransport *vt = to_vt(c->base.t);
 
@@ -176,7 +180,7 @@ static void conn_down(struct vconn *c, int err)
 	}
 	/* The QP is gone: no DMA into staging can happen any more. */
 	vbook_fail_conn(&vt->book, c, -ECONNRESET);
-	if (err == -EACCES || err == -EINVAL) {
+	if (quick) {
 		/* one bad request killed a healthy QP: reconnect on the next post */
 		c->retry_at = 0;
 		return;
@@ -288,7 +292,7 @@ static int conn_up(struct vconn *c)
 fail:
 	log_warn("donor %u %s:%u: verbs connection failed at %s: %s", c->base.donor,
 		 c->host, c->port, step, strerror(-r));
-	conn_down(c, r);
+	conn_down(c, r, false);
 	c->err = r;
 	return r;
 }
@@ -333,7 +337,7 @@ static void vt_disconnect(struct rdma_conn *rc)
 	struct vconn *c = (struct vconn *)rc;
 	struct vtransport *vt = to_vt(rc->t);
 
-	conn_down(c, -ECONNRESET);
+	conn_down(c, -ECONNRESET, false);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -355,7 +359,7 @@ static void conn_events(struct vconn *c)
 		if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
 			log_warn("donor %u %s:%u: %s", c->base.donor, c->host, c->port,
 				 rdma_event_str(type));
-			conn_down(c, -ECONNRESET);
+			conn_down(c, -ECONNRESET, false);
 		}
 	}
 }
@@ -425,7 +429,7 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 
 		if (e) {
 			log_warn("donor %u: ibv_post_send: %s", c->base.donor, strerror(e));
-			conn_down(c, -e); /* fails the whole chain, posted or not */
+			conn_down(c, -e, false); /* fails the whole chain, posted or not */
 		}
 	}
 	if (i == 0 && r)
@@ -464,7 +468,8 @@ static int reap(struct vtransport *vt)
 							 c->base.donor,
 							 s->op == RDMA_OP_READ ? "READ" : "WRITE",
 							 ibv_wc_status_str(wc[i].status));
-					conn_down(c, st);
+					conn_down(c, st,
+						  st == -EACCES || st == -EINVAL);
 				}
 			}
 			total += n;
