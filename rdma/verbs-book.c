@@ -270,3 +270,48 @@ bool vbook_wc_fatal(enum ibv_wc_status st)
 	/* On an RC QP every completion in error moves the QP to the error state. */
 	return st != IBV_WC_SUCCESS;
 }
+
+bool vb_rkeys_seen(const struct vb_rkeys *h, uint32_t rkey)
+{
+	for (unsigned i = 0; i < h->n; i++)
+		if (h->key[i] == rkey)
+			return true;
+	return false;
+}
+
+void vb_rkeys_add(struct vb_rkeys *h, uint32_t rkey)
+{
+	h->key[h->next] = rkey;
+	h->next = (h->next + 1) % VB_RKEY_HISTORY;
+	if (h->n < VB_RKEY_HISTORY)
+		h->n++;
+}
+
+int vb_reg_fresh(struct vb_rkeys *h, vb_reg_fn reg, vb_dereg_fn dereg, void *arg,
+		 void **mr, uint32_t *rkey)
+{
+	void *held[VB_RKEY_TRIES];
+	unsigned nheld = 0;
+	int r = -EAGAIN;
+
+	*mr = NULL;
+	while (nheld < VB_RKEY_TRIES) {
+		void *m;
+		uint32_t k;
+
+		r = reg(arg, &m, &k);
+		if (r)
+			break;
+		if (!vb_rkeys_seen(h, k)) {
+			vb_rkeys_add(h, k);
+			*mr = m;
+			*rkey = k;
+			break;
+		}
+		held[nheld++] = m; /* keep it: releasing it could bring the same key back */
+		r = -EAGAIN;
+	}
+	while (nheld)
+		dereg(arg, held[--nheld]);
+	return r;
+}

@@ -93,4 +93,32 @@ int vbook_wc_errno(enum ibv_wc_status st);
 /* vbook_wc_fatal - whether the status means the QP is (or will be) in error. */
 bool vbook_wc_fatal(enum ibv_wc_status st);
 
+/* ---- donor side: rkeys that must not come back.
+ * Verbs does not promise that a deregistered MR's rkey is never handed out again (the
+ * mlx5 MR cache may reuse an mkey for a same-size MR), so a revoked slab's old rkey
+ * could come back to life on its next grant. The donor remembers each slab's last
+ * VB_RKEY_HISTORY rkeys and registers again while a new MR repeats one of them,
+ * holding each repeat until a fresh rkey is found (releasing it first would let the
+ * provider return the same mkey at once). */
+#define VB_RKEY_HISTORY 8
+#define VB_RKEY_TRIES 16 /* registrations per grant before giving up */
+
+struct vb_rkeys {
+	uint32_t key[VB_RKEY_HISTORY];
+	unsigned n, next;
+};
+
+bool vb_rkeys_seen(const struct vb_rkeys *h, uint32_t rkey);
+void vb_rkeys_add(struct vb_rkeys *h, uint32_t rkey);
+
+/* Registrar callbacks: reg returns 0 and an opaque MR with its rkey, or -errno;
+ * dereg releases an MR from reg. */
+typedef int (*vb_reg_fn)(void *arg, void **mr, uint32_t *rkey);
+typedef void (*vb_dereg_fn)(void *arg, void *mr);
+/* vb_reg_fresh - call @reg until it yields an rkey not in @h (at most VB_RKEY_TRIES
+ * times), then release the repeats with @dereg and record the new rkey in @h.
+ * 0 (*@mr, *@rkey set), reg's -errno, or -EAGAIN when every try repeated a key. */
+int vb_reg_fresh(struct vb_rkeys *h, vb_reg_fn reg, vb_dereg_fn dereg, void *arg,
+		 void **mr, uint32_t *rkey);
+
 #endif

@@ -9,8 +9,11 @@
  *
  * Access control is the NIC's: each lent slab is its own memory region, registered
  * with REMOTE_READ | REMOTE_WRITE at grant and deregistered at revoke, so a revoked
- * slab's rkey fails before the slab can be granted again. The rkey is not bound to a
- * borrower: any connected borrower holding the rkey of a live MR can use it.
+ * slab's rkey fails before the slab can be granted again. Verbs does not promise that
+ * a deregistered rkey is never reissued, so each slab remembers its last rkeys and a
+ * registration repeating one is redone (vb_reg_fresh). The rkey is not bound to a
+ * borrower: any connected borrower holding the rkey of a live MR can use it (a PD per
+ * borrower would be stronger; not done).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +30,7 @@
 /* rdma.h's inline rdma_connect() wrapper shares its name with librdmacm's. */
 #define rdma_connect rtm_rdma_connect_wrapper
 #include "rdma/rdma-internal.h"
+#include "rdma/verbs-book.h"
 #undef rdma_connect
 #include <rdma/rdma_cma.h>
 
@@ -47,7 +51,8 @@ struct rdma_verbs_server {
 	uint64_t pool_len, slab_size;
 	unsigned nslabs;
 	struct ibv_mr **mrs;
-	pthread_mutex_t lock;    /* mrs */
+	struct vb_rkeys *rkeys;  /* per slab: its last rkeys, never reissued */
+	pthread_mutex_t lock;    /* mrs, rkeys */
 	struct vs_conn *conns;   /* owned by the thread */
 	int stopfd;
 	pthread_t thread;
@@ -248,8 +253,9 @@ struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t po
 	s->stopfd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->mrs = calloc(s->nslabs, sizeof(*s->mrs));
+	s->rkeys = calloc(s->nslabs, sizeof(*s->rkeys));
 	s->ech = rdma_create_event_channel();
-	if (!s->mrs || !s->ech || rdma_create_id(s->ech, &s->listen, s, RDMA_PS_TCP)) {
+	if (!s->mrs || !s->rkeys || !s->ech || rdma_create_id(s->ech, &s->listen, s, RDMA_PS_TCP)) {
 		r = errno ? -errno : -ENOMEM;
 		goto fail;
 	}
@@ -291,9 +297,42 @@ fail:
 	return NULL;
 }
 
+struct slab_reg {
+	struct rdma_verbs_server *s;
+	unsigned idx;
+};
+
+static int slab_mr_reg(void *arg, void **mr, uint32_t *rkey)
+{
+	struct slab_reg *a = arg;
+	struct ibv_mr *m;
+
+	errno = 0;
+	m = ibv_reg_mr(a->s->pd, a->s->pool + (uint64_t)a->idx * a->s->slab_size,
+		       a->s->slab_size,
+		       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+	if (!m)
+		return errno ? -errno : -ENOMEM;
+	*mr = m;
+	*rkey = m->rkey;
+	return 0;
+}
+
+static void slab_mr_dereg(void *arg, void *mr)
+{
+	struct slab_reg *a = arg;
+	int e = ibv_dereg_mr(mr);
+
+	log_info("slab %u: registration repeated a recent rkey; registered again", a->idx);
+	if (e)
+		log_err("slab %u: deregistering the repeated MR: %s", a->idx, strerror(e));
+}
+
 int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *rkey)
 {
-	struct ibv_mr *mr;
+	struct slab_reg a = { s, idx };
+	void *mr;
+	int r;
 
 	if (idx >= s->nslabs)
 		return -EINVAL;
@@ -302,15 +341,12 @@ int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *r
 		pthread_mutex_unlock(&s->lock);
 		return -EBUSY;
 	}
-	mr = ibv_reg_mr(s->pd, s->pool + (uint64_t)idx * s->slab_size, s->slab_size,
-			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
-				IBV_ACCESS_REMOTE_WRITE);
-	if (mr) {
+	/* a revoked rkey of this slab must stay dead: never lend it again */
+	r = vb_reg_fresh(&s->rkeys[idx], slab_mr_reg, slab_mr_dereg, &a, &mr, rkey);
+	if (!r)
 		s->mrs[idx] = mr;
-		*rkey = mr->rkey;
-	}
 	pthread_mutex_unlock(&s->lock);
-	return mr ? 0 : -errno;
+	return r;
 }
 
 int rdma_verbs_server_dereg(struct rdma_verbs_server *s, unsigned idx)
@@ -351,6 +387,7 @@ void rdma_verbs_server_destroy(struct rdma_verbs_server *s)
 		if (s->mrs[i])
 			ibv_dereg_mr(s->mrs[i]);
 	free(s->mrs);
+	free(s->rkeys);
 	if (s->pd)
 		ibv_dealloc_pd(s->pd);
 	if (s->listen)

@@ -2,7 +2,8 @@
  * the in-flight bound, completion matching by wr_id with generations (a stale
  * completion never matches), completions per connection on failure, the staging page
  * allocator, work-request building and per-QP chaining (one doorbell per QP), and the
- * mapping of every ibv_wc status to -errno (no failure maps to 0).
+ * mapping of every ibv_wc status to -errno (no failure maps to 0); on the donor side,
+ * a slab's registration never repeats one of its recent rkeys.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -254,6 +255,98 @@ static void test_wc_errno(void **state)
 	assert_false(vbook_wc_fatal(IBV_WC_SUCCESS));
 }
 
+/* A fake registrar: hands out rkeys from a script, records what is released. */
+struct fake_reg {
+	const uint32_t *keys;
+	unsigned nkeys, calls;
+	int fail_at;             /* call index that fails with -ENOMEM, -1 never */
+	unsigned live;           /* registrations not yet released */
+	uint32_t released[32];
+	unsigned nreleased;
+	unsigned live_at_release; /* smallest live count seen when releasing */
+};
+
+static int fake_reg(void *arg, void **mr, uint32_t *rkey)
+{
+	struct fake_reg *f = arg;
+	unsigned i = f->calls++;
+
+	if ((int)i == f->fail_at || i >= f->nkeys)
+		return -ENOMEM;
+	f->live++;
+	*mr = (void *)&f->keys[i];
+	*rkey = f->keys[i];
+	return 0;
+}
+
+static void fake_dereg(void *arg, void *mr)
+{
+	struct fake_reg *f = arg;
+
+	if (f->live < f->live_at_release)
+		f->live_at_release = f->live;
+	f->live--;
+	f->released[f->nreleased++] = *(const uint32_t *)mr;
+}
+
+static void test_rkeys_never_repeat(void **state)
+{
+	static const uint32_t keys[] = { 10, 11, 10, 11, 12, 13 };
+	struct vb_rkeys h = { 0 };
+	struct fake_reg f = { .keys = keys, .nkeys = 6, .fail_at = -1,
+			      .live_at_release = 99 };
+	void *mr;
+	uint32_t k;
+
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 10);
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 11);
+	assert_int_equal(f.nreleased, 0);
+	/* 10 and 11 are repeats: both held until 12 is registered, then released */
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 12);
+	assert_ptr_equal(mr, &keys[4]);
+	assert_int_equal(f.calls, 5);
+	assert_int_equal(f.nreleased, 2);
+	assert_true(f.released[0] == 11 && f.released[1] == 10);
+	assert_int_equal(f.live_at_release, 4); /* released only with the fresh one live */
+	assert_true(vb_rkeys_seen(&h, 10) && vb_rkeys_seen(&h, 12) && !vb_rkeys_seen(&h, 13));
+}
+
+static void test_rkeys_history_and_errors(void **state)
+{
+	uint32_t keys[VB_RKEY_TRIES + 1];
+	struct vb_rkeys h = { 0 };
+	struct fake_reg f = { .keys = keys, .fail_at = -1, .live_at_release = 99 };
+	void *mr;
+	uint32_t k;
+
+	/* the history holds the last VB_RKEY_HISTORY keys, oldest forgotten first */
+	for (uint32_t i = 0; i < VB_RKEY_HISTORY + 2; i++)
+		vb_rkeys_add(&h, 100 + i);
+	assert_false(vb_rkeys_seen(&h, 100));
+	assert_false(vb_rkeys_seen(&h, 101));
+	for (uint32_t i = 2; i < VB_RKEY_HISTORY + 2; i++)
+		assert_true(vb_rkeys_seen(&h, 100 + i));
+
+	/* a provider that only repeats: -EAGAIN after VB_RKEY_TRIES, nothing left held */
+	for (unsigned i = 0; i <= VB_RKEY_TRIES; i++)
+		keys[i] = 105;
+	f.nkeys = VB_RKEY_TRIES + 1;
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), -EAGAIN);
+	assert_int_equal(f.calls, VB_RKEY_TRIES);
+	assert_int_equal(f.live, 0);
+	assert_null(mr);
+
+	/* a registration error after a repeat: the error, the repeat released */
+	keys[0] = 105;
+	f = (struct fake_reg){ .keys = keys, .nkeys = 4, .fail_at = 1, .live_at_release = 99 };
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), -ENOMEM);
+	assert_int_equal(f.live, 0);
+	assert_int_equal(f.nreleased, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +357,8 @@ int main(void)
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_fill_and_chain),
 		cmocka_unit_test(test_wc_errno),
+		cmocka_unit_test(test_rkeys_never_repeat),
+		cmocka_unit_test(test_rkeys_history_and_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
