@@ -90,6 +90,28 @@ static void refuse(struct rdma_verbs_server *s, struct rdma_cm_id *id, uint32_t 
 	rdma_destroy_id(id);
 }
 
+/* drop_node - tear down @node's existing connections. A borrower keeps one connection
+ * per donor, so a new request from the same node means the old one is dead (a borrower
+ * that crashed or lost its link sends no DISCONNECT): without this its QP, CQ and cm id
+ * would stay until the donor exits. */
+static void drop_node(struct rdma_verbs_server *s, uint32_t node)
+{
+	struct vs_conn **pp = &s->conns;
+
+	while (*pp) {
+		struct vs_conn *c = *pp;
+
+		if (c->node != node) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		log_info("node %u: reconnects: its previous verbs connection is torn down", node);
+		rdma_disconnect(c->id);
+		conn_free(c);
+	}
+}
+
 /* on_connect_request - @hp / @hlen: the connect private data (copied: the event is
  * acked already, since destroying an id with an unacked event would hang). */
 static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *id,
@@ -118,6 +140,7 @@ static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *i
 		refuse(s, id, EINVAL);
 		return;
 	}
+	drop_node(s, node);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		refuse(s, id, ENOMEM);
