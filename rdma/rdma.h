@@ -40,8 +40,13 @@ struct rdma_req {
 
 struct rdma_completion {
 	uint64_t cookie;
-	int status;              /* 0, or -errno: -EACCES refused (key/owner/range),
-				  * -ECONNRESET / -EIO transport lost, -ETIMEDOUT */
+	int status;              /* 0, or -errno: -EACCES the donor refused (key,
+				  * owner, range), -ECONNRESET the connection failed
+				  * with it in flight, -ENOTCONN posted on a failed
+				  * connection; verbs also -EINVAL (local length /
+				  * operation error) and -EIO (local fault, e.g. a
+				  * protection error, or an unknown status).
+				  * docs/transport.md has the table. */
 };
 
 struct rdma_transport;

@@ -237,10 +237,8 @@ int vbook_wc_errno(enum ibv_wc_status st)
 	case IBV_WC_SUCCESS:
 		return 0;
 	case IBV_WC_REM_ACCESS_ERR:
-	case IBV_WC_LOC_PROT_ERR:
-	case IBV_WC_MW_BIND_ERR:
 	case IBV_WC_REM_INV_REQ_ERR:
-		return -EACCES;
+		return -EACCES; /* the donor's NIC refused: key, range */
 	case IBV_WC_WR_FLUSH_ERR:
 	case IBV_WC_RETRY_EXC_ERR:
 	case IBV_WC_RNR_RETRY_EXC_ERR:
@@ -251,6 +249,8 @@ int vbook_wc_errno(enum ibv_wc_status st)
 	case IBV_WC_LOC_QP_OP_ERR:
 	case IBV_WC_BAD_RESP_ERR:
 		return -EINVAL;
+	case IBV_WC_LOC_PROT_ERR: /* local faults: the borrower's, not the donor's */
+	case IBV_WC_MW_BIND_ERR:
 	case IBV_WC_REM_OP_ERR:
 	case IBV_WC_FATAL_ERR:
 	case IBV_WC_LOC_EEC_OP_ERR:

@@ -87,8 +87,9 @@ unsigned vbook_chain(struct ibv_send_wr *wr, void *const *owner, unsigned n,
 		     struct ibv_send_wr **heads, void **head_owner);
 
 /* vbook_wc_errno - a completion status as -errno (0 for IBV_WC_SUCCESS):
- * -EACCES remote access / protection, -ECONNRESET flushed, retries exceeded or the
- * peer gone, -EINVAL local length/operation errors, -EIO anything else. */
+ * -EACCES remote access refused (the donor's key / range check), -ECONNRESET flushed,
+ * retries exceeded or the peer gone, -EINVAL local length/operation errors, -EIO local
+ * protection / bind faults and anything else. */
 int vbook_wc_errno(enum ibv_wc_status st);
 /* vbook_wc_fatal - whether the status means the QP is (or will be) in error. */
 bool vbook_wc_fatal(enum ibv_wc_status st);

@@ -240,7 +240,10 @@ static void test_wc_errno(void **state)
 {
 	assert_int_equal(vbook_wc_errno(IBV_WC_SUCCESS), 0);
 	assert_int_equal(vbook_wc_errno(IBV_WC_REM_ACCESS_ERR), -EACCES);
-	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_PROT_ERR), -EACCES);
+	assert_int_equal(vbook_wc_errno(IBV_WC_REM_INV_REQ_ERR), -EACCES);
+	/* local faults are not the donor refusing: -EIO, no immediate reconnect */
+	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_PROT_ERR), -EIO);
+	assert_int_equal(vbook_wc_errno(IBV_WC_MW_BIND_ERR), -EIO);
 	assert_int_equal(vbook_wc_errno(IBV_WC_WR_FLUSH_ERR), -ECONNRESET);
 	assert_int_equal(vbook_wc_errno(IBV_WC_RETRY_EXC_ERR), -ECONNRESET);
 	assert_int_equal(vbook_wc_errno(IBV_WC_RNR_RETRY_EXC_ERR), -ECONNRESET);
