@@ -10,49 +10,32 @@
 
 int vbook_init(struct vbook *b, unsigned depth, unsigned stage_pages)
 {
+	int r;
+
 	memset(b, 0, sizeof(*b));
 	if (!depth || !stage_pages)
 		return -EINVAL;
-	b->depth = depth;
+	r = rslots_init(&b->rs, depth);
+	if (r)
+		return r;
 	b->npages = stage_pages;
-	b->slots = calloc(depth, sizeof(*b->slots));
-	b->free_slots = calloc(depth, sizeof(*b->free_slots));
-	b->ready = calloc(depth, sizeof(*b->ready));
 	b->used = calloc((stage_pages + 63) / 64, sizeof(uint64_t));
 	if (posix_memalign((void **)&b->arena, 4096, (size_t)stage_pages * 4096u))
 		b->arena = NULL;
-	if (!b->slots || !b->free_slots || !b->ready || !b->used || !b->arena) {
+	if (!b->used || !b->arena) {
 		vbook_fini(b);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < depth; i++)
-		b->free_slots[i] = depth - 1 - i;
-	b->nfree = depth;
 	b->pages_free = stage_pages;
 	return 0;
 }
 
 void vbook_fini(struct vbook *b)
 {
-	free(b->slots);
-	free(b->free_slots);
-	free(b->ready);
+	rslots_fini(&b->rs);
 	free(b->used);
 	free(b->arena);
 	memset(b, 0, sizeof(*b));
-}
-
-int vbook_check(const struct rdma_req *r)
-{
-	if (!r->conn || !r->buf || !r->len || r->len % RTM_PAGE_SIZE || r->len > RDMA_MAX_IO)
-		return -EINVAL;
-	if (r->op != RDMA_OP_READ && r->op != RDMA_OP_WRITE)
-		return -EINVAL;
-	if (r->offset > r->slab_length || r->len > r->slab_length - r->offset)
-		return -EINVAL;
-	if (r->slab_offset + r->slab_length < r->slab_offset)
-		return -EINVAL;
-	return 0;
 }
 
 static bool page_used(const struct vbook *b, unsigned i)
@@ -107,90 +90,30 @@ void vbook_pages_free(struct vbook *b, unsigned first, unsigned n)
 
 int vbook_start(struct vbook *b, const struct rdma_req *r, void *conn)
 {
-	struct vb_slot *s;
-	unsigned idx;
-	int first;
+	int first, idx;
 
-	if (!b->nfree || b->inflight >= b->depth)
+	if (!b->rs.nfree || rslots_full(&b->rs))
 		return -EAGAIN;
 	first = vbook_pages_alloc(b, r->len / RTM_PAGE_SIZE);
 	if (first < 0)
 		return first;
-	idx = b->free_slots[--b->nfree];
-	s = &b->slots[idx];
-	s->conn = conn;
-	s->cookie = r->cookie;
-	s->buf = r->buf;
-	s->len = r->len;
-	s->op = r->op;
-	s->stage = (uint32_t)first;
-	b->inflight++;
-	return (int)idx;
+	idx = rslots_take(&b->rs, r, conn);
+	b->rs.slot[idx].aux = (uint32_t)first; /* cannot fail: room checked above */
+	return idx;
 }
 
-struct vb_slot *vbook_match(struct vbook *b, uint64_t wr_id)
+void vbook_finish(struct vbook *b, struct rslot *s, int status)
 {
-	uint32_t idx = (uint32_t)wr_id;
-	struct vb_slot *s;
-
-	if (idx >= b->depth)
-		return NULL;
-	s = &b->slots[idx];
-	if (!s->conn || s->gen != (uint32_t)(wr_id >> 32))
-		return NULL;
-	return s;
-}
-
-static void push(struct vbook *b, uint64_t cookie, int status)
-{
-	struct rdma_completion *c = &b->ready[(b->rhead + b->rcount) % b->depth];
-
-	c->cookie = cookie;
-	c->status = status;
-	b->rcount++;
-}
-
-void vbook_finish(struct vbook *b, struct vb_slot *s, int status)
-{
-	push(b, s->cookie, status);
-	vbook_pages_free(b, s->stage, s->len / RTM_PAGE_SIZE);
-	s->conn = NULL;
-	s->gen++;
-	b->free_slots[b->nfree++] = (uint32_t)(s - b->slots);
+	vbook_pages_free(b, s->aux, s->len / RTM_PAGE_SIZE);
+	rslots_finish(&b->rs, s, status);
 }
 
 unsigned vbook_fail_conn(struct vbook *b, void *conn, int status)
 {
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < b->depth; i++)
-		if (b->slots[i].conn == conn) {
-			vbook_finish(b, &b->slots[i], status);
-			n++;
-		}
-	return n;
-}
-
-int vbook_queue_error(struct vbook *b, uint64_t cookie, int status)
-{
-	if (b->inflight >= b->depth)
-		return -EAGAIN;
-	push(b, cookie, status);
-	b->inflight++;
-	return 0;
-}
-
-unsigned vbook_pop(struct vbook *b, struct rdma_completion *out, unsigned max)
-{
-	unsigned n = 0;
-
-	while (n < max && b->rcount) {
-		out[n++] = b->ready[b->rhead];
-		b->rhead = (b->rhead + 1) % b->depth;
-		b->rcount--;
-		b->inflight--;
-	}
-	return n;
+	for (unsigned i = 0; i < b->rs.depth; i++)
+		if (b->rs.slot[i].conn == conn)
+			vbook_pages_free(b, b->rs.slot[i].aux, b->rs.slot[i].len / RTM_PAGE_SIZE);
+	return rslots_fail_conn(&b->rs, conn, status);
 }
 
 void vbook_fill_wr(struct ibv_send_wr *wr, struct ibv_sge *sge, enum rdma_op op,

@@ -390,10 +390,10 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 	for (i = 0; i < n; i++) {
 		const struct rdma_req *q = &reqs[i];
 		struct vconn *c = (struct vconn *)q->conn;
-		struct vb_slot *s;
+		struct rslot *s;
 		int idx;
 
-		r = vbook_check(q);
+		r = rslots_check(q);
 		if (!r && c->base.t != t)
 			r = -EINVAL;
 		if (r)
@@ -402,8 +402,8 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 		    c->pool_base + q->slab_offset + q->offset < c->pool_base) {
 			/* down, or a range the donor's pool cannot hold: fail this request
 			 * without touching the QP (a bad remote access would kill it). */
-			r = vbook_queue_error(&vt->book, q->cookie,
-					      c->err ? -ENOTCONN : -EACCES);
+			r = rslots_queue_error(&vt->book.rs, q->cookie,
+					       c->err ? -ENOTCONN : -EACCES);
 			if (r)
 				break;
 			continue;
@@ -413,10 +413,10 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 			r = idx;
 			break;
 		}
-		s = &vt->book.slots[idx];
+		s = &vt->book.rs.slot[idx];
 		if (q->op == RDMA_OP_WRITE)
 			memcpy(vbook_stage(&vt->book, s), q->buf, q->len);
-		vbook_fill_wr(&wr[nw], &sge[nw], q->op, vbook_wr_id(&vt->book, (unsigned)idx),
+		vbook_fill_wr(&wr[nw], &sge[nw], q->op, rslots_tag(&vt->book.rs, (unsigned)idx),
 			      vbook_stage(&vt->book, s), q->len, c->dev->stage_mr->lkey,
 			      c->pool_base + q->slab_offset + q->offset, (uint32_t)q->key);
 		owner[nw++] = c;
@@ -451,7 +451,7 @@ static int reap(struct vtransport *vt)
 			if (n < 0)
 				return -EIO;
 			for (int i = 0; i < n; i++) {
-				struct vb_slot *s = vbook_match(&vt->book, wc[i].wr_id);
+				struct rslot *s = rslots_match(&vt->book.rs, wc[i].wr_id);
 				struct vconn *c;
 				int st;
 
@@ -528,8 +528,8 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 		r = reap(vt);
 		if (r < 0)
 			return r;
-		got = vbook_pop(&vt->book, out, max);
-		if (got || !max || timeout_ms == 0 || !vt->book.inflight)
+		got = rslots_pop(&vt->book.rs, out, max);
+		if (got || !max || timeout_ms == 0 || !vt->book.rs.inflight)
 			return (int)got;
 		if (r == 0 && ++spins > VB_SPIN_POLLS) {
 			int ms = -1;
@@ -553,7 +553,7 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 
 static unsigned vt_inflight(struct rdma_transport *t)
 {
-	return to_vt(t)->book.inflight;
+	return to_vt(t)->book.rs.inflight;
 }
 
 static void vt_destroy(struct rdma_transport *t)
