@@ -202,6 +202,18 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_in *sa)
 	return 0;
 }
 
+/* reject_reason - the -errno a donor's reject private data gives (an untrusted value:
+ * only a version-1 reject with a status in 1..4095 counts), else -ECONNREFUSED. */
+static int reject_reason(const uint8_t *pd)
+{
+	uint32_t st = wire_get32(pd + 8);
+
+	if (wire_get32(pd) != RVB_MAGIC || wire_get16(pd + 4) != RVB_VERSION || !st ||
+	    st > 4095)
+		return -ECONNREFUSED;
+	return -(int)st;
+}
+
 /* conn_up - (re)establish @c's queue pair. 0 or -errno (c->err set). */
 static int conn_up(struct vconn *c)
 {
@@ -267,11 +279,12 @@ static int conn_up(struct vconn *c)
 		goto fail;
 	}
 	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ESTABLISHED, VB_CONNECT_MS, acc, sizeof(acc));
-	if (r == -ECONNREFUSED && wire_get32(acc) == RVB_MAGIC && wire_get32(acc + 8))
-		r = -(int)wire_get32(acc + 8); /* the donor's reason */
+	if (r == -ECONNREFUSED)
+		r = reject_reason(acc);
 	if (r)
 		goto fail;
-	if (wire_get32(acc) != RVB_MAGIC || wire_get32(acc + 8)) {
+	if (wire_get32(acc) != RVB_MAGIC || wire_get16(acc + 4) != RVB_VERSION ||
+	    wire_get16(acc + 6) || wire_get32(acc + 8)) {
 		r = -EPROTO;
 		goto fail;
 	}
