@@ -171,7 +171,11 @@ static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *i
 	cp.rnr_retry_count = 7;
 	if (rdma_accept(id, &cp)) {
 		log_err("node %u: rdma_accept: %s", node, strerror(errno));
+		/* reject, so the borrower learns at once instead of timing out */
+		rdma_destroy_qp(id);
+		c->id = NULL;
 		conn_free(c);
+		refuse(s, id, EIO);
 		return;
 	}
 	c->next = s->conns;
