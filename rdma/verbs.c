@@ -73,6 +73,8 @@ struct vconn {
 	struct rdma_cm_id *id;       /* NULL while down */
 	struct vdev *dev;
 	uint64_t pool_base, pool_len;
+	unsigned max_wr;             /* the QP's send queue (device-capped) */
+	unsigned posted;             /* WRs on the QP whose completion is not reaped */
 	int err;                     /* 0 up, else why it is down */
 	uint64_t retry_at;           /* monotonic ms of the next reconnect attempt */
 	unsigned backoff_ms;
@@ -180,6 +182,7 @@ static void conn_down(struct vconn *c, int err, bool quick)
 	}
 	/* The QP is gone: no DMA into staging can happen any more. */
 	vbook_fail_conn(&vt->book, c, -ECONNRESET);
+	c->posted = 0;
 	if (quick) {
 		/* one bad request killed a healthy QP: reconnect on the next post */
 		c->retry_at = 0;
@@ -262,6 +265,8 @@ static int conn_up(struct vconn *c)
 		r = -errno;
 		goto fail;
 	}
+	/* the send queue the device gave (>= asked): never more WRs in flight on it */
+	c->max_wr = qa.cap.max_send_wr;
 	step = "connect";
 	wire_put32(hello, RVB_MAGIC);
 	wire_put16(hello + 4, RVB_VERSION);
@@ -421,11 +426,16 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 				break;
 			continue;
 		}
+		if (c->posted >= c->max_wr) {
+			r = -EAGAIN; /* this QP's send queue is full */
+			break;
+		}
 		idx = vbook_start(&vt->book, q, c);
 		if (idx < 0) {
 			r = idx;
 			break;
 		}
+		c->posted++;
 		s = &vt->book.rs.slot[idx];
 		if (q->op == RDMA_OP_WRITE)
 			memcpy(vbook_stage(&vt->book, s), q->buf, q->len);
@@ -471,6 +481,7 @@ static int reap(struct vtransport *vt)
 				if (!s)
 					continue; /* from a QP already torn down */
 				c = s->conn;
+				c->posted--;
 				st = vbook_wc_errno(wc[i].status);
 				if (!st && s->op == RDMA_OP_READ)
 					memcpy(s->buf, vbook_stage(&vt->book, s), s->len);
