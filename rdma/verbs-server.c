@@ -23,7 +23,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -257,6 +259,40 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
+/* has_ipc_lock - whether the effective capabilities include CAP_IPC_LOCK (14), which
+ * lifts RLIMIT_MEMLOCK for memory registration. */
+static bool has_ipc_lock(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	unsigned long long cap = 0;
+	char line[128];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "CapEff: %llx", &cap) == 1;
+	fclose(f);
+	return found && (cap >> 14 & 1);
+}
+
+/* check_memlock - each lent slab's MR pins its pages, counted against RLIMIT_MEMLOCK
+ * (separately from the pool's mlock) unless the process has CAP_IPC_LOCK: say at
+ * start-up when lending the whole pool would hit the limit. */
+static void check_memlock(uint64_t pool_len)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= pool_len || has_ipc_lock())
+		return;
+	log_warn("RLIMIT_MEMLOCK is %llu KiB, below the pool's %llu MiB, and no "
+		 "CAP_IPC_LOCK: every lent slab is pinned as an MR, so grants will fail "
+		 "once that much is lent; raise it (ulimit -l, systemd LimitMEMLOCK=) or "
+		 "run as root", (unsigned long long)(rl.rlim_cur >> 10),
+		 (unsigned long long)(pool_len >> 20));
+}
+
 struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t port,
 						   void *pool, uint64_t pool_len,
 						   uint64_t slab_size)
@@ -311,6 +347,7 @@ struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t po
 	if (r)
 		goto fail;
 	s->running = true;
+	check_memlock(pool_len);
 	rvb_describe(s->listen->verbs, s->listen->port_num,
 		     ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr, desc, sizeof(desc));
 	log_info("verbs listener on %s:%u: %s", host, port, desc);
