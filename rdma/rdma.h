@@ -40,8 +40,13 @@ struct rdma_req {
 
 struct rdma_completion {
 	uint64_t cookie;
-	int status;              /* 0, or -errno: -EACCES refused (key/owner/range),
-				  * -ECONNRESET / -EIO transport lost, -ETIMEDOUT */
+	int status;              /* 0, or -errno: -EACCES the donor refused (key,
+				  * owner, range), -ECONNRESET the connection failed
+				  * with it in flight, -ENOTCONN posted on a failed
+				  * connection; verbs also -EINVAL (local length /
+				  * operation error) and -EIO (local fault, e.g. a
+				  * protection error, or an unknown status).
+				  * docs/transport.md has the table. */
 };
 
 struct rdma_transport;
@@ -154,7 +159,8 @@ struct rdma_verbs_server;
 struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t port,
 						   void *pool, uint64_t pool_len,
 						   uint64_t slab_size);
-/* rdma_verbs_server_reg - register slab @idx as an MR, its rkey in *@rkey. */
+/* rdma_verbs_server_reg - register slab @idx as an MR, its rkey in *@rkey; never one
+ * of the slab's last 8 rkeys (-EAGAIN if the provider keeps repeating them). */
 int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *rkey);
 /* rdma_verbs_server_dereg - deregister slab @idx's MR (no-op if none). */
 int rdma_verbs_server_dereg(struct rdma_verbs_server *s, unsigned idx);

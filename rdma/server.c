@@ -44,7 +44,10 @@ struct rdma_server *rdma_server_create(int kind, const char *host, uint16_t port
 	if (kind == CONFIG_TRANSPORT_VERBS || (kind == CONFIG_TRANSPORT_AUTO && !r)) {
 		s->verbs = rdma_verbs_server_create(host, rdma_tcp_server_port(s->tcp), pool,
 						    pool_len, slab_size);
-		if (!s->verbs) {
+		if (!s->verbs && kind == CONFIG_TRANSPORT_AUTO) {
+			log_warn("transport = auto: verbs server on %s: %s; serving TCP only",
+				 host, strerror(errno));
+		} else if (!s->verbs) {
 			r = errno;
 			rdma_tcp_server_destroy(s->tcp);
 			free(s);

@@ -27,6 +27,7 @@
 
 #include "common/common.h"
 #include "rdma/rdma-internal.h"
+#include "rdma/slots.h"
 
 #define LOG_AREA "rdma-tcp"
 
@@ -40,16 +41,6 @@
 enum { UD_SEND = 0, UD_RECV = 1 }; /* low bit of an SQE's user_data */
 
 struct tcp_conn;
-
-/* A request in flight, from post until its completion is queued. */
-struct tcp_slot {
-	struct tcp_conn *conn; /* NULL when free */
-	uint64_t cookie;
-	uint8_t *buf;
-	uint32_t len;
-	uint32_t gen;          /* bumped on release: stale tags don't match */
-	enum rdma_op op;
-};
 
 /* Frames gathered for one sendmsg. */
 struct tcp_batch {
@@ -74,7 +65,7 @@ struct tcp_conn {
 	unsigned fill;                  /* batch being filled; the other one may be sending */
 	uint8_t *rbuf;                  /* staged reply bytes [0, rlen) */
 	unsigned rlen;
-	struct tcp_slot *cur;           /* READ whose payload is arriving */
+	struct rslot *cur;           /* READ whose payload is arriving */
 	uint32_t cur_done;              /* payload bytes of @cur received */
 	bool direct;                    /* outstanding recv targets cur's buffer */
 };
@@ -83,12 +74,7 @@ struct tcp_transport {
 	struct rdma_transport base;
 	struct io_uring ring;
 	unsigned depth;
-	unsigned inflight;              /* posted, not yet reaped */
-	struct tcp_slot *slots;
-	uint32_t *free_slots;
-	unsigned nfree;
-	struct rdma_completion *ready;  /* ring of depth completions not yet reaped */
-	unsigned rhead, rcount;
+	struct rslots rs;               /* slots, in-flight bound, completion ring */
 	struct tcp_conn *conns;
 	bool send_queued;               /* a send SQE was prepared outside post */
 };
@@ -96,23 +82,6 @@ struct tcp_transport {
 static struct tcp_transport *to_tt(struct rdma_transport *t)
 {
 	return (struct tcp_transport *)t;
-}
-
-static void push_completion(struct tcp_transport *tt, uint64_t cookie, int status)
-{
-	struct rdma_completion *rc = &tt->ready[(tt->rhead + tt->rcount) % tt->depth];
-
-	rc->cookie = cookie;
-	rc->status = status;
-	tt->rcount++;
-}
-
-static void slot_finish(struct tcp_transport *tt, struct tcp_slot *sl, int status)
-{
-	push_completion(tt, sl->cookie, status);
-	sl->conn = NULL;
-	sl->gen++;
-	tt->free_slots[tt->nfree++] = (uint32_t)(sl - tt->slots);
 }
 
 static struct io_uring_sqe *get_sqe(struct tcp_transport *tt)
@@ -129,14 +98,9 @@ static struct io_uring_sqe *get_sqe(struct tcp_transport *tt)
 /* conn_reap - once a failed connection has no SQE left, fail what it had in flight. */
 static void conn_reap(struct tcp_conn *c)
 {
-	struct tcp_transport *tt = c->tt;
-	unsigned i;
-
 	if (!c->err || c->sending || c->receiving)
 		return;
-	for (i = 0; i < tt->depth; i++)
-		if (tt->slots[i].conn == c)
-			slot_finish(tt, &tt->slots[i], -ECONNRESET);
+	rslots_fail_conn(&c->tt->rs, c, -ECONNRESET);
 	c->batch[0].nreq = c->batch[0].niov = 0;
 	c->batch[1].nreq = c->batch[1].niov = 0;
 	c->cur = NULL;
@@ -251,10 +215,10 @@ static void parse_replies(struct tcp_conn *c)
 	unsigned pos = 0;
 
 	while (!c->err) {
-		struct tcp_slot *sl = c->cur;
+		struct rslot *sl = c->cur;
 		const uint8_t *p = c->rbuf + pos;
 		uint64_t tag;
-		uint32_t idx, status, len;
+		uint32_t status, len;
 
 		if (sl) {
 			uint32_t k = sl->len - c->cur_done;
@@ -267,7 +231,7 @@ static void parse_replies(struct tcp_conn *c)
 			if (c->cur_done < sl->len)
 				break;
 			c->cur = NULL;
-			slot_finish(tt, sl, 0);
+			rslots_finish(&tt->rs, sl, 0);
 			continue;
 		}
 		if (c->rlen - pos < RTCP_REPLY_SIZE)
@@ -276,15 +240,13 @@ static void parse_replies(struct tcp_conn *c)
 		status = wire_get32(p + 8);
 		len = wire_get32(p + 12);
 		pos += RTCP_REPLY_SIZE;
-		idx = (uint32_t)tag;
-		if (idx >= tt->depth || tt->slots[idx].conn != c ||
-		    tt->slots[idx].gen != (uint32_t)(tag >> 32)) {
+		sl = rslots_match(&tt->rs, tag);
+		if (!sl || sl->conn != c) {
 			log_err("donor %u fd %d: reply for unknown tag %#llx", c->base.donor,
 				c->fd, (unsigned long long)tag);
 			conn_fail(c, -EPROTO, "protocol error");
 			return;
 		}
-		sl = &tt->slots[idx];
 		if (status > 4095 ||
 		    len != (status == 0 && sl->op == RDMA_OP_READ ? sl->len : 0)) {
 			log_err("donor %u fd %d: bad reply tag %#llx status %u len %u",
@@ -297,7 +259,7 @@ static void parse_replies(struct tcp_conn *c)
 			c->cur_done = 0;
 			continue;
 		}
-		slot_finish(tt, sl, -(int)status);
+		rslots_finish(&tt->rs, sl, -(int)status);
 	}
 	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
 	c->rlen -= pos;
@@ -321,7 +283,7 @@ static void on_recv(struct tcp_conn *c, int res)
 	if (res > 0 && c->direct) {
 		c->cur_done += (uint32_t)res;
 		if (c->cur_done == c->cur->len) {
-			slot_finish(c->tt, c->cur, 0);
+			rslots_finish(&c->tt->rs, c->cur, 0);
 			c->cur = NULL;
 		}
 	} else if (res > 0) {
@@ -355,21 +317,7 @@ static void process_cqes(struct tcp_transport *tt)
 	io_uring_cq_advance(&tt->ring, n);
 }
 
-static int req_check(struct tcp_transport *tt, const struct rdma_req *r)
-{
-	if (!r->conn || r->conn->t != &tt->base || !r->buf)
-		return -EINVAL;
-	if (r->op != RDMA_OP_READ && r->op != RDMA_OP_WRITE)
-		return -EINVAL;
-	if (!r->len || r->len % RTM_PAGE_SIZE || r->len > RDMA_MAX_IO)
-		return -EINVAL;
-	if (r->offset > r->slab_length || r->len > r->slab_length - r->offset ||
-	    r->slab_offset + r->offset < r->slab_offset)
-		return -EINVAL;
-	return 0;
-}
-
-static void batch_add(struct tcp_conn *c, struct tcp_slot *sl, const struct rdma_req *r)
+static void batch_add(struct tcp_conn *c, struct rslot *sl, const struct rdma_req *r)
 {
 	struct tcp_batch *b = &c->batch[c->fill];
 	uint8_t *h = b->hdr + (size_t)b->nreq * RTCP_REQ_SIZE;
@@ -380,7 +328,7 @@ static void batch_add(struct tcp_conn *c, struct tcp_slot *sl, const struct rdma
 	wire_put32(h + 4, r->len);
 	wire_put64(h + 8, r->slab_offset + r->offset);
 	wire_put64(h + 16, r->key);
-	wire_put64(h + 24, ((uint64_t)sl->gen << 32) | (uint64_t)(sl - c->tt->slots));
+	wire_put64(h + 24, rslots_tag(&c->tt->rs, (unsigned)(sl - c->tt->rs.slot)));
 	if (last && (uint8_t *)last->iov_base + last->iov_len == h)
 		last->iov_len += RTCP_REQ_SIZE; /* headers of consecutive READs: one iovec */
 	else
@@ -399,28 +347,24 @@ static int tcp_post(struct rdma_transport *t, const struct rdma_req *reqs, unsig
 
 	for (i = 0; i < n; i++) {
 		const struct rdma_req *r = &reqs[i];
-		struct tcp_slot *sl;
+		int idx;
 
-		if (tt->inflight >= tt->depth) {
+		if (rslots_full(&tt->rs)) {
 			ret = -EAGAIN;
 			break;
 		}
-		ret = req_check(tt, r);
+		ret = rslots_check(r);
+		if (!ret && r->conn->t != &tt->base)
+			ret = -EINVAL;
 		if (ret)
 			break;
 		c = (struct tcp_conn *)r->conn;
-		tt->inflight++;
 		if (c->err) {
-			push_completion(tt, r->cookie, -ENOTCONN);
+			rslots_queue_error(&tt->rs, r->cookie, -ENOTCONN);
 			continue;
 		}
-		sl = &tt->slots[tt->free_slots[--tt->nfree]];
-		sl->conn = c;
-		sl->cookie = r->cookie;
-		sl->buf = r->buf;
-		sl->len = r->len;
-		sl->op = r->op;
-		batch_add(c, sl, r);
+		idx = rslots_take(&tt->rs, r, c); /* cannot fail: room checked above */
+		batch_add(c, &tt->rs.slot[idx], r);
 		if (!c->in_post) {
 			c->in_post = true;
 			c->post_next = touched;
@@ -442,7 +386,6 @@ static int tcp_poll(struct rdma_transport *t, struct rdma_completion *out, unsig
 {
 	struct tcp_transport *tt = to_tt(t);
 	struct timespec now, end = { 0, 0 };
-	unsigned n;
 
 	if (timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &end);
@@ -459,7 +402,7 @@ static int tcp_poll(struct rdma_transport *t, struct rdma_completion *out, unsig
 		int ret;
 
 		process_cqes(tt);
-		if (tt->rcount || !timeout_ms || tt->inflight == 0)
+		if (tt->rs.rcount || !timeout_ms || tt->rs.inflight == 0)
 			break;
 		if (timeout_ms > 0) {
 			long long ns;
@@ -487,18 +430,12 @@ static int tcp_poll(struct rdma_transport *t, struct rdma_completion *out, unsig
 		io_uring_submit(&tt->ring);
 		tt->send_queued = false;
 	}
-	for (n = 0; n < max && tt->rcount; n++) {
-		out[n] = tt->ready[tt->rhead];
-		tt->rhead = (tt->rhead + 1) % tt->depth;
-		tt->rcount--;
-	}
-	tt->inflight -= n;
-	return (int)n;
+	return (int)rslots_pop(&tt->rs, out, max);
 }
 
 static unsigned tcp_inflight(struct rdma_transport *t)
 {
-	return to_tt(t)->inflight;
+	return to_tt(t)->rs.inflight;
 }
 
 /* handshake - blocking hello exchange on a fresh socket. */
@@ -638,9 +575,7 @@ static void tcp_destroy(struct rdma_transport *t)
 	while (tt->conns)
 		tcp_disconnect(&tt->conns->base);
 	io_uring_queue_exit(&tt->ring);
-	free(tt->slots);
-	free(tt->free_slots);
-	free(tt->ready);
+	rslots_fini(&tt->rs);
 	free(tt);
 }
 
@@ -674,7 +609,6 @@ static int probe_ops(struct io_uring *ring)
 struct rdma_transport *rdma_tcp_create(unsigned depth)
 {
 	struct tcp_transport *tt;
-	unsigned i;
 	int ret;
 
 	if (!depth || depth > TCP_MAX_DEPTH) {
@@ -688,15 +622,9 @@ struct rdma_transport *rdma_tcp_create(unsigned depth)
 	}
 	tt->base.ops = &tcp_ops;
 	tt->depth = depth;
-	tt->slots = calloc(depth, sizeof(*tt->slots));
-	tt->free_slots = calloc(depth, sizeof(*tt->free_slots));
-	tt->ready = calloc(depth, sizeof(*tt->ready));
-	ret = -ENOMEM;
-	if (!tt->slots || !tt->free_slots || !tt->ready)
+	ret = rslots_init(&tt->rs, depth);
+	if (ret)
 		goto out_free;
-	for (i = 0; i < depth; i++)
-		tt->free_slots[i] = depth - 1 - i;
-	tt->nfree = depth;
 	/* task work runs when we enter the kernel anyway (no IPIs); older kernels: plain */
 	ret = io_uring_queue_init(TCP_RING_ENTRIES, &tt->ring,
 				  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
@@ -714,9 +642,7 @@ struct rdma_transport *rdma_tcp_create(unsigned depth)
 out_exit:
 	io_uring_queue_exit(&tt->ring);
 out_free:
-	free(tt->slots);
-	free(tt->free_slots);
-	free(tt->ready);
+	rslots_fini(&tt->rs);
 	free(tt);
 	errno = -ret;
 	return NULL;

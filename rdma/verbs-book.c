@@ -10,49 +10,32 @@
 
 int vbook_init(struct vbook *b, unsigned depth, unsigned stage_pages)
 {
+	int r;
+
 	memset(b, 0, sizeof(*b));
 	if (!depth || !stage_pages)
 		return -EINVAL;
-	b->depth = depth;
+	r = rslots_init(&b->rs, depth);
+	if (r)
+		return r;
 	b->npages = stage_pages;
-	b->slots = calloc(depth, sizeof(*b->slots));
-	b->free_slots = calloc(depth, sizeof(*b->free_slots));
-	b->ready = calloc(depth, sizeof(*b->ready));
 	b->used = calloc((stage_pages + 63) / 64, sizeof(uint64_t));
 	if (posix_memalign((void **)&b->arena, 4096, (size_t)stage_pages * 4096u))
 		b->arena = NULL;
-	if (!b->slots || !b->free_slots || !b->ready || !b->used || !b->arena) {
+	if (!b->used || !b->arena) {
 		vbook_fini(b);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < depth; i++)
-		b->free_slots[i] = depth - 1 - i;
-	b->nfree = depth;
 	b->pages_free = stage_pages;
 	return 0;
 }
 
 void vbook_fini(struct vbook *b)
 {
-	free(b->slots);
-	free(b->free_slots);
-	free(b->ready);
+	rslots_fini(&b->rs);
 	free(b->used);
 	free(b->arena);
 	memset(b, 0, sizeof(*b));
-}
-
-int vbook_check(const struct rdma_req *r)
-{
-	if (!r->conn || !r->buf || !r->len || r->len % RTM_PAGE_SIZE || r->len > RDMA_MAX_IO)
-		return -EINVAL;
-	if (r->op != RDMA_OP_READ && r->op != RDMA_OP_WRITE)
-		return -EINVAL;
-	if (r->offset > r->slab_length || r->len > r->slab_length - r->offset)
-		return -EINVAL;
-	if (r->slab_offset + r->slab_length < r->slab_offset)
-		return -EINVAL;
-	return 0;
 }
 
 static bool page_used(const struct vbook *b, unsigned i)
@@ -107,90 +90,30 @@ void vbook_pages_free(struct vbook *b, unsigned first, unsigned n)
 
 int vbook_start(struct vbook *b, const struct rdma_req *r, void *conn)
 {
-	struct vb_slot *s;
-	unsigned idx;
-	int first;
+	int first, idx;
 
-	if (!b->nfree || b->inflight >= b->depth)
+	if (!b->rs.nfree || rslots_full(&b->rs))
 		return -EAGAIN;
 	first = vbook_pages_alloc(b, r->len / RTM_PAGE_SIZE);
 	if (first < 0)
 		return first;
-	idx = b->free_slots[--b->nfree];
-	s = &b->slots[idx];
-	s->conn = conn;
-	s->cookie = r->cookie;
-	s->buf = r->buf;
-	s->len = r->len;
-	s->op = r->op;
-	s->stage = (uint32_t)first;
-	b->inflight++;
-	return (int)idx;
+	idx = rslots_take(&b->rs, r, conn);
+	b->rs.slot[idx].aux = (uint32_t)first; /* cannot fail: room checked above */
+	return idx;
 }
 
-struct vb_slot *vbook_match(struct vbook *b, uint64_t wr_id)
+void vbook_finish(struct vbook *b, struct rslot *s, int status)
 {
-	uint32_t idx = (uint32_t)wr_id;
-	struct vb_slot *s;
-
-	if (idx >= b->depth)
-		return NULL;
-	s = &b->slots[idx];
-	if (!s->conn || s->gen != (uint32_t)(wr_id >> 32))
-		return NULL;
-	return s;
-}
-
-static void push(struct vbook *b, uint64_t cookie, int status)
-{
-	struct rdma_completion *c = &b->ready[(b->rhead + b->rcount) % b->depth];
-
-	c->cookie = cookie;
-	c->status = status;
-	b->rcount++;
-}
-
-void vbook_finish(struct vbook *b, struct vb_slot *s, int status)
-{
-	push(b, s->cookie, status);
-	vbook_pages_free(b, s->stage, s->len / RTM_PAGE_SIZE);
-	s->conn = NULL;
-	s->gen++;
-	b->free_slots[b->nfree++] = (uint32_t)(s - b->slots);
+	vbook_pages_free(b, s->aux, s->len / RTM_PAGE_SIZE);
+	rslots_finish(&b->rs, s, status);
 }
 
 unsigned vbook_fail_conn(struct vbook *b, void *conn, int status)
 {
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < b->depth; i++)
-		if (b->slots[i].conn == conn) {
-			vbook_finish(b, &b->slots[i], status);
-			n++;
-		}
-	return n;
-}
-
-int vbook_queue_error(struct vbook *b, uint64_t cookie, int status)
-{
-	if (b->inflight >= b->depth)
-		return -EAGAIN;
-	push(b, cookie, status);
-	b->inflight++;
-	return 0;
-}
-
-unsigned vbook_pop(struct vbook *b, struct rdma_completion *out, unsigned max)
-{
-	unsigned n = 0;
-
-	while (n < max && b->rcount) {
-		out[n++] = b->ready[b->rhead];
-		b->rhead = (b->rhead + 1) % b->depth;
-		b->rcount--;
-		b->inflight--;
-	}
-	return n;
+	for (unsigned i = 0; i < b->rs.depth; i++)
+		if (b->rs.slot[i].conn == conn)
+			vbook_pages_free(b, b->rs.slot[i].aux, b->rs.slot[i].len / RTM_PAGE_SIZE);
+	return rslots_fail_conn(&b->rs, conn, status);
 }
 
 void vbook_fill_wr(struct ibv_send_wr *wr, struct ibv_sge *sge, enum rdma_op op,
@@ -237,10 +160,8 @@ int vbook_wc_errno(enum ibv_wc_status st)
 	case IBV_WC_SUCCESS:
 		return 0;
 	case IBV_WC_REM_ACCESS_ERR:
-	case IBV_WC_LOC_PROT_ERR:
-	case IBV_WC_MW_BIND_ERR:
 	case IBV_WC_REM_INV_REQ_ERR:
-		return -EACCES;
+		return -EACCES; /* the donor's NIC refused: key, range */
 	case IBV_WC_WR_FLUSH_ERR:
 	case IBV_WC_RETRY_EXC_ERR:
 	case IBV_WC_RNR_RETRY_EXC_ERR:
@@ -251,6 +172,8 @@ int vbook_wc_errno(enum ibv_wc_status st)
 	case IBV_WC_LOC_QP_OP_ERR:
 	case IBV_WC_BAD_RESP_ERR:
 		return -EINVAL;
+	case IBV_WC_LOC_PROT_ERR: /* local faults: the borrower's, not the donor's */
+	case IBV_WC_MW_BIND_ERR:
 	case IBV_WC_REM_OP_ERR:
 	case IBV_WC_FATAL_ERR:
 	case IBV_WC_LOC_EEC_OP_ERR:
@@ -269,4 +192,49 @@ bool vbook_wc_fatal(enum ibv_wc_status st)
 {
 	/* On an RC QP every completion in error moves the QP to the error state. */
 	return st != IBV_WC_SUCCESS;
+}
+
+bool vb_rkeys_seen(const struct vb_rkeys *h, uint32_t rkey)
+{
+	for (unsigned i = 0; i < h->n; i++)
+		if (h->key[i] == rkey)
+			return true;
+	return false;
+}
+
+void vb_rkeys_add(struct vb_rkeys *h, uint32_t rkey)
+{
+	h->key[h->next] = rkey;
+	h->next = (h->next + 1) % VB_RKEY_HISTORY;
+	if (h->n < VB_RKEY_HISTORY)
+		h->n++;
+}
+
+int vb_reg_fresh(struct vb_rkeys *h, vb_reg_fn reg, vb_dereg_fn dereg, void *arg,
+		 void **mr, uint32_t *rkey)
+{
+	void *held[VB_RKEY_TRIES];
+	unsigned nheld = 0;
+	int r = -EAGAIN;
+
+	*mr = NULL;
+	while (nheld < VB_RKEY_TRIES) {
+		void *m;
+		uint32_t k;
+
+		r = reg(arg, &m, &k);
+		if (r)
+			break;
+		if (!vb_rkeys_seen(h, k)) {
+			vb_rkeys_add(h, k);
+			*mr = m;
+			*rkey = k;
+			break;
+		}
+		held[nheld++] = m; /* keep it: releasing it could bring the same key back */
+		r = -EAGAIN;
+	}
+	while (nheld)
+		dereg(arg, held[--nheld]);
+	return r;
 }

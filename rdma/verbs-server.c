@@ -9,8 +9,11 @@
  *
  * Access control is the NIC's: each lent slab is its own memory region, registered
  * with REMOTE_READ | REMOTE_WRITE at grant and deregistered at revoke, so a revoked
- * slab's rkey fails before the slab can be granted again. The rkey is not bound to a
- * borrower: any connected borrower holding the rkey of a live MR can use it.
+ * slab's rkey fails before the slab can be granted again. Verbs does not promise that
+ * a deregistered rkey is never reissued, so each slab remembers its last rkeys and a
+ * registration repeating one is redone (vb_reg_fresh). The rkey is not bound to a
+ * borrower: any connected borrower holding the rkey of a live MR can use it (a PD per
+ * borrower would be stronger; not done).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,13 +23,16 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/common.h"
 /* rdma.h's inline rdma_connect() wrapper shares its name with librdmacm's. */
 #define rdma_connect rtm_rdma_connect_wrapper
 #include "rdma/rdma-internal.h"
+#include "rdma/verbs-book.h"
 #undef rdma_connect
 #include <rdma/rdma_cma.h>
 
@@ -47,7 +53,8 @@ struct rdma_verbs_server {
 	uint64_t pool_len, slab_size;
 	unsigned nslabs;
 	struct ibv_mr **mrs;
-	pthread_mutex_t lock;    /* mrs */
+	struct vb_rkeys *rkeys;  /* per slab: its last rkeys, never reissued */
+	pthread_mutex_t lock;    /* mrs, rkeys */
 	struct vs_conn *conns;   /* owned by the thread */
 	int stopfd;
 	pthread_t thread;
@@ -85,6 +92,28 @@ static void refuse(struct rdma_verbs_server *s, struct rdma_cm_id *id, uint32_t 
 	rdma_destroy_id(id);
 }
 
+/* drop_node - tear down @node's existing connections. A borrower keeps one connection
+ * per donor, so a new request from the same node means the old one is dead (a borrower
+ * that crashed or lost its link sends no DISCONNECT): without this its QP, CQ and cm id
+ * would stay until the donor exits. */
+static void drop_node(struct rdma_verbs_server *s, uint32_t node)
+{
+	struct vs_conn **pp = &s->conns;
+
+	while (*pp) {
+		struct vs_conn *c = *pp;
+
+		if (c->node != node) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		log_info("node %u: reconnects: its previous verbs connection is torn down", node);
+		rdma_disconnect(c->id);
+		conn_free(c);
+	}
+}
+
 /* on_connect_request - @hp / @hlen: the connect private data (copied: the event is
  * acked already, since destroying an id with an unacked event would hang). */
 static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *id,
@@ -113,6 +142,7 @@ static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *i
 		refuse(s, id, EINVAL);
 		return;
 	}
+	drop_node(s, node);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		refuse(s, id, ENOMEM);
@@ -143,7 +173,11 @@ static void on_connect_request(struct rdma_verbs_server *s, struct rdma_cm_id *i
 	cp.rnr_retry_count = 7;
 	if (rdma_accept(id, &cp)) {
 		log_err("node %u: rdma_accept: %s", node, strerror(errno));
+		/* reject, so the borrower learns at once instead of timing out */
+		rdma_destroy_qp(id);
+		c->id = NULL;
 		conn_free(c);
+		refuse(s, id, EIO);
 		return;
 	}
 	c->next = s->conns;
@@ -225,6 +259,40 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
+/* has_ipc_lock - whether the effective capabilities include CAP_IPC_LOCK (14), which
+ * lifts RLIMIT_MEMLOCK for memory registration. */
+static bool has_ipc_lock(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	unsigned long long cap = 0;
+	char line[128];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "CapEff: %llx", &cap) == 1;
+	fclose(f);
+	return found && (cap >> 14 & 1);
+}
+
+/* check_memlock - each lent slab's MR pins its pages, counted against RLIMIT_MEMLOCK
+ * (separately from the pool's mlock) unless the process has CAP_IPC_LOCK: say at
+ * start-up when lending the whole pool would hit the limit. */
+static void check_memlock(uint64_t pool_len)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= pool_len || has_ipc_lock())
+		return;
+	log_warn("RLIMIT_MEMLOCK is %llu KiB, below the pool's %llu MiB, and no "
+		 "CAP_IPC_LOCK: every lent slab is pinned as an MR, so grants will fail "
+		 "once that much is lent; raise it (ulimit -l, systemd LimitMEMLOCK=) or "
+		 "run as root", (unsigned long long)(rl.rlim_cur >> 10),
+		 (unsigned long long)(pool_len >> 20));
+}
+
 struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t port,
 						   void *pool, uint64_t pool_len,
 						   uint64_t slab_size)
@@ -248,8 +316,9 @@ struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t po
 	s->stopfd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->mrs = calloc(s->nslabs, sizeof(*s->mrs));
+	s->rkeys = calloc(s->nslabs, sizeof(*s->rkeys));
 	s->ech = rdma_create_event_channel();
-	if (!s->mrs || !s->ech || rdma_create_id(s->ech, &s->listen, s, RDMA_PS_TCP)) {
+	if (!s->mrs || !s->rkeys || !s->ech || rdma_create_id(s->ech, &s->listen, s, RDMA_PS_TCP)) {
 		r = errno ? -errno : -ENOMEM;
 		goto fail;
 	}
@@ -278,6 +347,7 @@ struct rdma_verbs_server *rdma_verbs_server_create(const char *host, uint16_t po
 	if (r)
 		goto fail;
 	s->running = true;
+	check_memlock(pool_len);
 	rvb_describe(s->listen->verbs, s->listen->port_num,
 		     ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr, desc, sizeof(desc));
 	log_info("verbs listener on %s:%u: %s", host, port, desc);
@@ -291,9 +361,42 @@ fail:
 	return NULL;
 }
 
+struct slab_reg {
+	struct rdma_verbs_server *s;
+	unsigned idx;
+};
+
+static int slab_mr_reg(void *arg, void **mr, uint32_t *rkey)
+{
+	struct slab_reg *a = arg;
+	struct ibv_mr *m;
+
+	errno = 0;
+	m = ibv_reg_mr(a->s->pd, a->s->pool + (uint64_t)a->idx * a->s->slab_size,
+		       a->s->slab_size,
+		       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+	if (!m)
+		return errno ? -errno : -ENOMEM;
+	*mr = m;
+	*rkey = m->rkey;
+	return 0;
+}
+
+static void slab_mr_dereg(void *arg, void *mr)
+{
+	struct slab_reg *a = arg;
+	int e = ibv_dereg_mr(mr);
+
+	log_info("slab %u: registration repeated a recent rkey; registered again", a->idx);
+	if (e)
+		log_err("slab %u: deregistering the repeated MR: %s", a->idx, strerror(e));
+}
+
 int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *rkey)
 {
-	struct ibv_mr *mr;
+	struct slab_reg a = { s, idx };
+	void *mr;
+	int r;
 
 	if (idx >= s->nslabs)
 		return -EINVAL;
@@ -302,15 +405,12 @@ int rdma_verbs_server_reg(struct rdma_verbs_server *s, unsigned idx, uint32_t *r
 		pthread_mutex_unlock(&s->lock);
 		return -EBUSY;
 	}
-	mr = ibv_reg_mr(s->pd, s->pool + (uint64_t)idx * s->slab_size, s->slab_size,
-			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
-				IBV_ACCESS_REMOTE_WRITE);
-	if (mr) {
+	/* a revoked rkey of this slab must stay dead: never lend it again */
+	r = vb_reg_fresh(&s->rkeys[idx], slab_mr_reg, slab_mr_dereg, &a, &mr, rkey);
+	if (!r)
 		s->mrs[idx] = mr;
-		*rkey = mr->rkey;
-	}
 	pthread_mutex_unlock(&s->lock);
-	return mr ? 0 : -errno;
+	return r;
 }
 
 int rdma_verbs_server_dereg(struct rdma_verbs_server *s, unsigned idx)
@@ -351,6 +451,7 @@ void rdma_verbs_server_destroy(struct rdma_verbs_server *s)
 		if (s->mrs[i])
 			ibv_dereg_mr(s->mrs[i]);
 	free(s->mrs);
+	free(s->rkeys);
 	if (s->pd)
 		ibv_dealloc_pd(s->pd);
 	if (s->listen)

@@ -73,6 +73,8 @@ struct vconn {
 	struct rdma_cm_id *id;       /* NULL while down */
 	struct vdev *dev;
 	uint64_t pool_base, pool_len;
+	unsigned max_wr;             /* the QP's send queue (device-capped) */
+	unsigned posted;             /* WRs on the QP whose completion is not reaped */
 	int err;                     /* 0 up, else why it is down */
 	uint64_t retry_at;           /* monotonic ms of the next reconnect attempt */
 	unsigned backoff_ms;
@@ -155,8 +157,12 @@ static struct vdev *dev_get(struct vtransport *vt, struct ibv_context *ctx)
 
 /* ------------------------------------------------------------ connections */
 
-/* conn_down - destroy the QP and cm id, fail what was in flight with -ECONNRESET. */
-static void conn_down(struct vconn *c, int err)
+/* conn_down - destroy the QP and cm id, fail what was in flight with -ECONNRESET.
+ * @quick: a completion error that one request caused on a healthy peer (only reap()
+ * passes true): the next post may reconnect at once. Everything else, above all a
+ * failed connect, backs off (doubling), so a post never runs one blocking connect
+ * per request. */
+static void conn_down(struct vconn *c, int err, bool quick)
 {
 	struct vtransport *vt = to_vt(c->base.t);
 
@@ -176,7 +182,8 @@ static void conn_down(struct vconn *c, int err)
 	}
 	/* The QP is gone: no DMA into staging can happen any more. */
 	vbook_fail_conn(&vt->book, c, -ECONNRESET);
-	if (err == -EACCES || err == -EINVAL) {
+	c->posted = 0;
+	if (quick) {
 		/* one bad request killed a healthy QP: reconnect on the next post */
 		c->retry_at = 0;
 		return;
@@ -196,6 +203,18 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_in *sa)
 	sa->sin_port = htons(port);
 	freeaddrinfo(ai);
 	return 0;
+}
+
+/* reject_reason - the -errno a donor's reject private data gives (an untrusted value:
+ * only a version-1 reject with a status in 1..4095 counts), else -ECONNREFUSED. */
+static int reject_reason(const uint8_t *pd)
+{
+	uint32_t st = wire_get32(pd + 8);
+
+	if (wire_get32(pd) != RVB_MAGIC || wire_get16(pd + 4) != RVB_VERSION || !st ||
+	    st > 4095)
+		return -ECONNREFUSED;
+	return -(int)st;
 }
 
 /* conn_up - (re)establish @c's queue pair. 0 or -errno (c->err set). */
@@ -246,6 +265,8 @@ static int conn_up(struct vconn *c)
 		r = -errno;
 		goto fail;
 	}
+	/* the send queue the device gave (>= asked): never more WRs in flight on it */
+	c->max_wr = qa.cap.max_send_wr;
 	step = "connect";
 	wire_put32(hello, RVB_MAGIC);
 	wire_put16(hello + 4, RVB_VERSION);
@@ -263,11 +284,12 @@ static int conn_up(struct vconn *c)
 		goto fail;
 	}
 	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ESTABLISHED, VB_CONNECT_MS, acc, sizeof(acc));
-	if (r == -ECONNREFUSED && wire_get32(acc) == RVB_MAGIC && wire_get32(acc + 8))
-		r = -(int)wire_get32(acc + 8); /* the donor's reason */
+	if (r == -ECONNREFUSED)
+		r = reject_reason(acc);
 	if (r)
 		goto fail;
-	if (wire_get32(acc) != RVB_MAGIC || wire_get32(acc + 8)) {
+	if (wire_get32(acc) != RVB_MAGIC || wire_get16(acc + 4) != RVB_VERSION ||
+	    wire_get16(acc + 6) || wire_get32(acc + 8)) {
 		r = -EPROTO;
 		goto fail;
 	}
@@ -288,7 +310,7 @@ static int conn_up(struct vconn *c)
 fail:
 	log_warn("donor %u %s:%u: verbs connection failed at %s: %s", c->base.donor,
 		 c->host, c->port, step, strerror(-r));
-	conn_down(c, r);
+	conn_down(c, r, false);
 	c->err = r;
 	return r;
 }
@@ -333,7 +355,7 @@ static void vt_disconnect(struct rdma_conn *rc)
 	struct vconn *c = (struct vconn *)rc;
 	struct vtransport *vt = to_vt(rc->t);
 
-	conn_down(c, -ECONNRESET);
+	conn_down(c, -ECONNRESET, false);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -355,7 +377,7 @@ static void conn_events(struct vconn *c)
 		if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
 			log_warn("donor %u %s:%u: %s", c->base.donor, c->host, c->port,
 				 rdma_event_str(type));
-			conn_down(c, -ECONNRESET);
+			conn_down(c, -ECONNRESET, false);
 		}
 	}
 }
@@ -386,10 +408,10 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 	for (i = 0; i < n; i++) {
 		const struct rdma_req *q = &reqs[i];
 		struct vconn *c = (struct vconn *)q->conn;
-		struct vb_slot *s;
+		struct rslot *s;
 		int idx;
 
-		r = vbook_check(q);
+		r = rslots_check(q);
 		if (!r && c->base.t != t)
 			r = -EINVAL;
 		if (r)
@@ -398,21 +420,26 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 		    c->pool_base + q->slab_offset + q->offset < c->pool_base) {
 			/* down, or a range the donor's pool cannot hold: fail this request
 			 * without touching the QP (a bad remote access would kill it). */
-			r = vbook_queue_error(&vt->book, q->cookie,
-					      c->err ? -ENOTCONN : -EACCES);
+			r = rslots_queue_error(&vt->book.rs, q->cookie,
+					       c->err ? -ENOTCONN : -EACCES);
 			if (r)
 				break;
 			continue;
+		}
+		if (c->posted >= c->max_wr) {
+			r = -EAGAIN; /* this QP's send queue is full */
+			break;
 		}
 		idx = vbook_start(&vt->book, q, c);
 		if (idx < 0) {
 			r = idx;
 			break;
 		}
-		s = &vt->book.slots[idx];
+		c->posted++;
+		s = &vt->book.rs.slot[idx];
 		if (q->op == RDMA_OP_WRITE)
 			memcpy(vbook_stage(&vt->book, s), q->buf, q->len);
-		vbook_fill_wr(&wr[nw], &sge[nw], q->op, vbook_wr_id(&vt->book, (unsigned)idx),
+		vbook_fill_wr(&wr[nw], &sge[nw], q->op, rslots_tag(&vt->book.rs, (unsigned)idx),
 			      vbook_stage(&vt->book, s), q->len, c->dev->stage_mr->lkey,
 			      c->pool_base + q->slab_offset + q->offset, (uint32_t)q->key);
 		owner[nw++] = c;
@@ -425,7 +452,7 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 
 		if (e) {
 			log_warn("donor %u: ibv_post_send: %s", c->base.donor, strerror(e));
-			conn_down(c, -e); /* fails the whole chain, posted or not */
+			conn_down(c, -e, false); /* fails the whole chain, posted or not */
 		}
 	}
 	if (i == 0 && r)
@@ -447,13 +474,14 @@ static int reap(struct vtransport *vt)
 			if (n < 0)
 				return -EIO;
 			for (int i = 0; i < n; i++) {
-				struct vb_slot *s = vbook_match(&vt->book, wc[i].wr_id);
+				struct rslot *s = rslots_match(&vt->book.rs, wc[i].wr_id);
 				struct vconn *c;
 				int st;
 
 				if (!s)
 					continue; /* from a QP already torn down */
 				c = s->conn;
+				c->posted--;
 				st = vbook_wc_errno(wc[i].status);
 				if (!st && s->op == RDMA_OP_READ)
 					memcpy(s->buf, vbook_stage(&vt->book, s), s->len);
@@ -464,7 +492,8 @@ static int reap(struct vtransport *vt)
 							 c->base.donor,
 							 s->op == RDMA_OP_READ ? "READ" : "WRITE",
 							 ibv_wc_status_str(wc[i].status));
-					conn_down(c, st);
+					conn_down(c, st,
+						  st == -EACCES || st == -EINVAL);
 				}
 			}
 			total += n;
@@ -523,8 +552,8 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 		r = reap(vt);
 		if (r < 0)
 			return r;
-		got = vbook_pop(&vt->book, out, max);
-		if (got || !max || timeout_ms == 0 || !vt->book.inflight)
+		got = rslots_pop(&vt->book.rs, out, max);
+		if (got || !max || timeout_ms == 0 || !vt->book.rs.inflight)
 			return (int)got;
 		if (r == 0 && ++spins > VB_SPIN_POLLS) {
 			int ms = -1;
@@ -548,7 +577,7 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 
 static unsigned vt_inflight(struct rdma_transport *t)
 {
-	return to_vt(t)->book.inflight;
+	return to_vt(t)->book.rs.inflight;
 }
 
 static void vt_destroy(struct rdma_transport *t)

@@ -26,7 +26,7 @@ echo "=== unit tests of pure logic under valgrind"
 # (test_rdma_tcp and uffd_test are left out: valgrind does not emulate io_uring or
 # userfaultfd; the ASan build covers them.)
 for t in test_wire test_config test_msgconn test_policy test_buddy test_pindex test_tmem_proto \
-	 test_verbs_book test_uffd_policy; do
+	 test_verbs_book test_rdma_slots test_uffd_policy; do
 	echo "valgrind $t"
 	timeout 600 valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite "$src/build/bin/$t" >/dev/null ||

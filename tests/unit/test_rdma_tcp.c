@@ -29,6 +29,9 @@
 #define KEY0 0x1111000000000001ull
 #define KEY1 0x2222000000000002ull
 #define KEY2 0x3333000000000003ull
+/* Waits for completions that must come: generous, so that only a real hang fails on
+ * a loaded machine (no timing is asserted). */
+#define WAIT_MS 30000
 
 static uint8_t *pool;
 static struct rdma_tcp_server *srv;
@@ -197,7 +200,7 @@ static void test_large_and_async(void **state)
 	assert_int_equal(ta->ops->post(ta, r, 16), 16);
 	assert_int_equal(ta->ops->inflight(ta), 16);
 	while (got < 16) {
-		int n = ta->ops->poll(ta, comp, 16, 5000);
+		int n = ta->ops->poll(ta, comp, 16, WAIT_MS);
 
 		assert_true(n > 0);
 		for (i = 0; i < (unsigned)n; i++) {
@@ -300,7 +303,7 @@ static void test_inflight_bound(void **state)
 	assert_int_equal(t->ops->inflight(t), 8);
 	assert_int_equal(t->ops->post(t, r + 8, 24), -EAGAIN);
 	while (got < 8) {
-		n = t->ops->poll(t, comp, 3, 5000); /* fewer than are ready */
+		n = t->ops->poll(t, comp, 3, WAIT_MS); /* fewer than are ready */
 		assert_true(n > 0 && n <= 3);
 		got += (unsigned)n;
 		assert_int_equal(t->ops->inflight(t), 8 - got);
@@ -309,7 +312,7 @@ static void test_inflight_bound(void **state)
 	/* rw_sync refuses to run over foreign requests */
 	assert_int_equal(rdma_rw_sync(t, r, 1, (int[1]){ 0 }), -EBUSY);
 	for (got = 0; got < 8; got += (unsigned)n)
-		assert_true((n = t->ops->poll(t, comp, 32, 5000)) > 0);
+		assert_true((n = t->ops->poll(t, comp, 32, WAIT_MS)) > 0);
 	/* rw_sync over more requests than the depth */
 	int st[32];
 	assert_int_equal(rdma_rw_sync(t, r, 32, st), 0);
@@ -351,7 +354,7 @@ static void test_server_dies(void **state)
 	assert_int_equal(t->ops->post(t, r, n), (int)n);
 	rdma_tcp_server_destroy(s2);
 	while (got < n) {
-		m = t->ops->poll(t, comp, 64, 5000);
+		m = t->ops->poll(t, comp, 64, WAIT_MS);
 		assert_true(m > 0);
 		for (i = 0; i < (unsigned)m; i++) {
 			uint64_t k = comp[i].cookie;
@@ -369,13 +372,16 @@ static void test_server_dies(void **state)
 		got += (unsigned)m;
 	}
 	print_message("# %u of %u served before the donor went away\n", ok, n);
-	/* later requests: refused, never success */
+	/* later requests: refused, never success (-ENOTCONN once the client has seen the
+	 * close; -ECONNRESET if all 64 were served before the donor went away and the
+	 * close is noticed only now) */
 	assert_int_equal(t->ops->post(t, r, 4), 4);
 	for (got = 0; got < 4; got += (unsigned)m) {
-		m = t->ops->poll(t, comp, 4, 5000);
+		m = t->ops->poll(t, comp, 4, WAIT_MS);
 		assert_true(m > 0);
 		for (i = 0; i < (unsigned)m; i++)
-			assert_int_equal(comp[i].status, -ENOTCONN);
+			assert_true(comp[i].status == -ENOTCONN ||
+				    comp[i].status == -ECONNRESET);
 	}
 	rdma_destroy(t);
 	free(buf);
@@ -513,13 +519,13 @@ static void fake_case(enum fake_mode mode)
 		r[i] = mkreq(c, RDMA_OP_READ, 0, KEY0, (uint64_t)i * PG, buf + i * PG, PG);
 	assert_int_equal(t->ops->post(t, r, 4), 4);
 	for (got = 0; got < 4; got += (unsigned)m) {
-		m = t->ops->poll(t, comp, 4, 5000);
+		m = t->ops->poll(t, comp, 4, WAIT_MS);
 		assert_true(m > 0);
 		for (i = 0; i < (unsigned)m; i++)
 			assert_int_equal(comp[i].status, -ECONNRESET);
 	}
 	assert_int_equal(t->ops->post(t, r, 1), 1);
-	assert_int_equal(t->ops->poll(t, comp, 4, 5000), 1);
+	assert_int_equal(t->ops->poll(t, comp, 4, WAIT_MS), 1);
 	assert_int_equal(comp[0].status, -ENOTCONN);
 	rdma_conn_close(t, c);
 	fake_stop(&f);
@@ -565,7 +571,7 @@ static void test_hello_refused(void **state)
 /* malformed frame: the server closes, the client sees its requests fail */
 static void test_server_closes_on_garbage(void **state)
 {
-	int fd = net_connect_tcp("127.0.0.1", rdma_tcp_server_port(srv), 2000);
+	int fd = net_connect_tcp("127.0.0.1", rdma_tcp_server_port(srv), WAIT_MS);
 	uint8_t h[RTCP_HELLO_SIZE], r[RTCP_HELLO_REPLY_SIZE], q[RTCP_REQ_SIZE] = { 0 };
 
 	assert_true(fd >= 0);

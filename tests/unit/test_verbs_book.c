@@ -1,86 +1,17 @@
-/* test_verbs_book.c - the verbs back end's device-free bookkeeping: request slots and
- * the in-flight bound, completion matching by wr_id with generations (a stale
- * completion never matches), completions per connection on failure, the staging page
- * allocator, work-request building and per-QP chaining (one doorbell per QP), and the
- * mapping of every ibv_wc status to -errno (no failure maps to 0).
+/* test_verbs_book.c - the verbs back end's device-free bookkeeping (slots themselves:
+ * test_rdma_slots.c): staging pages taken and freed with slots, completions per
+ * connection on failure, the staging page allocator, work-request building and per-QP
+ * chaining (one doorbell per QP), the mapping of every ibv_wc status to -errno (no
+ * failure maps to 0), and on the donor side, that a slab's registration never repeats
+ * one of its recent rkeys.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "common/common.h"
 #include "rdma/verbs-book.h"
-
-static int conn_a, conn_b; /* stand-ins: only their addresses matter */
-
-static struct rdma_req req(void *conn, enum rdma_op op, uint32_t len, uint64_t cookie)
-{
-	static uint8_t buf[RDMA_MAX_IO];
-
-	return (struct rdma_req){ .conn = conn, .op = op, .slab_offset = 1ull << 26,
-				  .slab_length = 1ull << 26, .key = 0x1234, .offset = 0,
-				  .buf = buf, .len = len, .cookie = cookie };
-}
-
-static void test_slots_bound_and_match(void **state)
-{
-	struct vbook b;
-	struct rdma_req r = req(&conn_a, RDMA_OP_READ, 4096, 0);
-	struct rdma_completion out[8];
-	uint64_t ids[4];
-	int idx[4];
-
-	assert_int_equal(vbook_init(&b, 4, 64), 0);
-	for (int i = 0; i < 4; i++) {
-		r.cookie = 100 + (uint64_t)i;
-		idx[i] = vbook_start(&b, &r, &conn_a);
-		assert_true(idx[i] >= 0);
-		ids[i] = vbook_wr_id(&b, (unsigned)idx[i]);
-	}
-	assert_int_equal(b.inflight, 4);
-	/* the bound: a fifth request waits */
-	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
-	assert_int_equal(vbook_queue_error(&b, 7, -ENOTCONN), -EAGAIN);
-
-	/* complete out of order */
-	struct vb_slot *s = vbook_match(&b, ids[2]);
-	assert_non_null(s);
-	assert_int_equal(s->cookie, 102);
-	vbook_finish(&b, s, 0);
-	s = vbook_match(&b, ids[0]);
-	assert_non_null(s);
-	vbook_finish(&b, s, -EACCES);
-	/* a second completion for the same wr_id (stale generation) does not match */
-	assert_null(vbook_match(&b, ids[2]));
-	assert_null(vbook_match(&b, ids[0]));
-	/* unknown index */
-	assert_null(vbook_match(&b, 99));
-	/* finished but not reaped: still counted in flight */
-	assert_int_equal(b.inflight, 4);
-	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
-
-	assert_int_equal(vbook_pop(&b, out, 8), 2);
-	assert_int_equal(out[0].cookie, 102);
-	assert_int_equal(out[0].status, 0);
-	assert_int_equal(out[1].cookie, 100);
-	assert_int_equal(out[1].status, -EACCES);
-	assert_int_equal(b.inflight, 2);
-
-	/* a reused slot gets a new generation: the old wr_id stays stale */
-	int again = vbook_start(&b, &r, &conn_a);
-	assert_true(again >= 0);
-	uint64_t nid = vbook_wr_id(&b, (unsigned)again);
-	assert_true(nid != ids[0] && nid != ids[2]);
-	assert_null(vbook_match(&b, ids[0]));
-	assert_null(vbook_match(&b, ids[2]));
-	assert_non_null(vbook_match(&b, nid));
-	vbook_fini(&b);
-}
+#include "rdma_test_req.h"
 
 static void test_fail_conn_and_queue_error(void **state)
 {
@@ -99,18 +30,18 @@ static void test_fail_conn_and_queue_error(void **state)
 	assert_true(ia >= 0 && ib >= 0);
 	assert_int_equal(b.pages_free, 64 - 6);
 
-	assert_int_equal(vbook_queue_error(&b, 4, -ENOTCONN), 0);
+	assert_int_equal(rslots_queue_error(&b.rs, 4, -ENOTCONN), 0);
 	assert_int_equal(vbook_fail_conn(&b, &conn_a, -ECONNRESET), 2);
 	assert_int_equal(b.pages_free, 64 - 2);
-	assert_int_equal(b.inflight, 4);
-	assert_int_equal(vbook_pop(&b, out, 16), 3);
+	assert_int_equal(b.rs.inflight, 4);
+	assert_int_equal(rslots_pop(&b.rs, out, 16), 3);
 	/* every request of conn a completed, with an error; b's is still in flight */
 	for (int i = 0; i < 3; i++) {
 		assert_true(out[i].status != 0);
 		assert_true(out[i].cookie != 2);
 	}
-	assert_int_equal(b.inflight, 1);
-	assert_non_null(vbook_match(&b, vbook_wr_id(&b, (unsigned)ib)));
+	assert_int_equal(b.rs.inflight, 1);
+	assert_non_null(rslots_match(&b.rs, rslots_tag(&b.rs, (unsigned)ib)));
 	vbook_fini(&b);
 }
 
@@ -164,36 +95,10 @@ static void test_staging_bounds_requests(void **state)
 	y = vbook_start(&b, &r, &conn_a);
 	assert_true(x >= 0 && y >= 0 && x != y);
 	assert_int_equal(vbook_start(&b, &r, &conn_a), -EAGAIN);
-	assert_int_equal(b.inflight, 2);
+	assert_int_equal(b.rs.inflight, 2);
 	/* distinct, non-overlapping staging runs for the two */
-	assert_int_equal(abs((int)b.slots[x].stage - (int)b.slots[y].stage), 16);
+	assert_int_equal(abs((int)b.rs.slot[x].aux - (int)b.rs.slot[y].aux), 16);
 	vbook_fini(&b);
-}
-
-static void test_check(void **state)
-{
-	struct rdma_req r = req(&conn_a, RDMA_OP_READ, 4096, 0);
-
-	assert_int_equal(vbook_check(&r), 0);
-	r.len = 0;
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r.len = 4095;
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r.len = RDMA_MAX_IO + 4096;
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r.len = RDMA_MAX_IO;
-	assert_int_equal(vbook_check(&r), 0);
-	r = req(&conn_a, RDMA_OP_WRITE, 4096, 0);
-	r.offset = r.slab_length - 4096;
-	assert_int_equal(vbook_check(&r), 0);
-	r.offset = r.slab_length;
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r.offset = UINT64_MAX - 100;
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r = req(NULL, RDMA_OP_READ, 4096, 0);
-	assert_int_equal(vbook_check(&r), -EINVAL);
-	r = req(&conn_a, (enum rdma_op)7, 4096, 0);
-	assert_int_equal(vbook_check(&r), -EINVAL);
 }
 
 static void test_fill_and_chain(void **state)
@@ -239,7 +144,10 @@ static void test_wc_errno(void **state)
 {
 	assert_int_equal(vbook_wc_errno(IBV_WC_SUCCESS), 0);
 	assert_int_equal(vbook_wc_errno(IBV_WC_REM_ACCESS_ERR), -EACCES);
-	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_PROT_ERR), -EACCES);
+	assert_int_equal(vbook_wc_errno(IBV_WC_REM_INV_REQ_ERR), -EACCES);
+	/* local faults are not the donor refusing: -EIO, no immediate reconnect */
+	assert_int_equal(vbook_wc_errno(IBV_WC_LOC_PROT_ERR), -EIO);
+	assert_int_equal(vbook_wc_errno(IBV_WC_MW_BIND_ERR), -EIO);
 	assert_int_equal(vbook_wc_errno(IBV_WC_WR_FLUSH_ERR), -ECONNRESET);
 	assert_int_equal(vbook_wc_errno(IBV_WC_RETRY_EXC_ERR), -ECONNRESET);
 	assert_int_equal(vbook_wc_errno(IBV_WC_RNR_RETRY_EXC_ERR), -ECONNRESET);
@@ -254,16 +162,108 @@ static void test_wc_errno(void **state)
 	assert_false(vbook_wc_fatal(IBV_WC_SUCCESS));
 }
 
+/* A fake registrar: hands out rkeys from a script, records what is released. */
+struct fake_reg {
+	const uint32_t *keys;
+	unsigned nkeys, calls;
+	int fail_at;             /* call index that fails with -ENOMEM, -1 never */
+	unsigned live;           /* registrations not yet released */
+	uint32_t released[32];
+	unsigned nreleased;
+	unsigned live_at_release; /* smallest live count seen when releasing */
+};
+
+static int fake_reg(void *arg, void **mr, uint32_t *rkey)
+{
+	struct fake_reg *f = arg;
+	unsigned i = f->calls++;
+
+	if ((int)i == f->fail_at || i >= f->nkeys)
+		return -ENOMEM;
+	f->live++;
+	*mr = (void *)&f->keys[i];
+	*rkey = f->keys[i];
+	return 0;
+}
+
+static void fake_dereg(void *arg, void *mr)
+{
+	struct fake_reg *f = arg;
+
+	if (f->live < f->live_at_release)
+		f->live_at_release = f->live;
+	f->live--;
+	f->released[f->nreleased++] = *(const uint32_t *)mr;
+}
+
+static void test_rkeys_never_repeat(void **state)
+{
+	static const uint32_t keys[] = { 10, 11, 10, 11, 12, 13 };
+	struct vb_rkeys h = { 0 };
+	struct fake_reg f = { .keys = keys, .nkeys = 6, .fail_at = -1,
+			      .live_at_release = 99 };
+	void *mr;
+	uint32_t k;
+
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 10);
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 11);
+	assert_int_equal(f.nreleased, 0);
+	/* 10 and 11 are repeats: both held until 12 is registered, then released */
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), 0);
+	assert_int_equal(k, 12);
+	assert_ptr_equal(mr, &keys[4]);
+	assert_int_equal(f.calls, 5);
+	assert_int_equal(f.nreleased, 2);
+	assert_true(f.released[0] == 11 && f.released[1] == 10);
+	assert_int_equal(f.live_at_release, 4); /* released only with the fresh one live */
+	assert_true(vb_rkeys_seen(&h, 10) && vb_rkeys_seen(&h, 12) && !vb_rkeys_seen(&h, 13));
+}
+
+static void test_rkeys_history_and_errors(void **state)
+{
+	uint32_t keys[VB_RKEY_TRIES + 1];
+	struct vb_rkeys h = { 0 };
+	struct fake_reg f = { .keys = keys, .fail_at = -1, .live_at_release = 99 };
+	void *mr;
+	uint32_t k;
+
+	/* the history holds the last VB_RKEY_HISTORY keys, oldest forgotten first */
+	for (uint32_t i = 0; i < VB_RKEY_HISTORY + 2; i++)
+		vb_rkeys_add(&h, 100 + i);
+	assert_false(vb_rkeys_seen(&h, 100));
+	assert_false(vb_rkeys_seen(&h, 101));
+	for (uint32_t i = 2; i < VB_RKEY_HISTORY + 2; i++)
+		assert_true(vb_rkeys_seen(&h, 100 + i));
+
+	/* a provider that only repeats: -EAGAIN after VB_RKEY_TRIES, nothing left held */
+	for (unsigned i = 0; i <= VB_RKEY_TRIES; i++)
+		keys[i] = 105;
+	f.nkeys = VB_RKEY_TRIES + 1;
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), -EAGAIN);
+	assert_int_equal(f.calls, VB_RKEY_TRIES);
+	assert_int_equal(f.live, 0);
+	assert_null(mr);
+
+	/* a registration error after a repeat: the error, the repeat released */
+	keys[0] = 105;
+	f = (struct fake_reg){ .keys = keys, .nkeys = 4, .fail_at = 1, .live_at_release = 99 };
+	assert_int_equal(vb_reg_fresh(&h, fake_reg, fake_dereg, &f, &mr, &k), -ENOMEM);
+	assert_int_equal(f.live, 0);
+	assert_int_equal(f.nreleased, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_slots_bound_and_match),
 		cmocka_unit_test(test_fail_conn_and_queue_error),
 		cmocka_unit_test(test_staging_pages),
 		cmocka_unit_test(test_staging_bounds_requests),
-		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_fill_and_chain),
 		cmocka_unit_test(test_wc_errno),
+		cmocka_unit_test(test_rkeys_never_repeat),
+		cmocka_unit_test(test_rkeys_history_and_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
