@@ -40,9 +40,9 @@ while read -r -t 300 line <&3; do # until a read pass meets the dead donor
 	fi
 done
 [ $hit -eq 1 ] || failc "no read pass saw the dead donor"
-failed=$(grep -c "page .* (donor 1): " "$DIR/borrower.log" || true)
+failed=$(grep -c "pages\? .* (donor 1): " "$DIR/borrower.log" || true)
 echo "borrower logged $failed failed page transfers with donor 1, e.g.:"
-grep "page .* (donor 1): " "$DIR/borrower.log" | sed -n '1p;$p'
+grep "pages\? .* (donor 1): " "$DIR/borrower.log" | sed -n '1p;$p'
 [ "$failed" -gt 0 ] || failc "borrower logged no failed transfer with donor 1"
 note "master resumed"
 kill -CONT "$mpid"
