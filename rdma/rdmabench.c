@@ -10,12 +10,12 @@
  *       fresh key and print the new grant line)
  *   rtmem-rdmabench run   HOST:PORT -g OFFSET:LENGTH:KEY [-t ...] [-r] [-s] [-j]
  *       measure against a "serve" elsewhere (another namespace or machine)
- *   rtmem-rdmabench probe HOST:PORT -g OFFSET:LENGTH:KEY [-g ...] [-t ...]
+ *   rtmem-rdmabench probe HOST:PORT -g OFFSET:LENGTH:KEY [-g ...] [-w MS] [-t ...]
  *       one 4 KiB READ of the slab's first page per -g (up to 4), in order on one
  *       connection; prints each status; exit 0 if all succeeded, 3 if one completed
  *       with an error (e.g. a stale key: -EACCES). A READ that finds the connection
  *       reconnecting (-ENOTCONN, e.g. after a stale key killed the QP) is retried
- *       every 50 ms for up to 20 s.
+ *       every 50 ms for up to 20 s. -w: pause MS milliseconds between the READs.
  *
  * Every pass writes stamped pages first and the READ pass verifies every byte it
  * reads, so a broken transport cannot report good numbers.
@@ -194,7 +194,7 @@ static int measure(int kind, const char *host, uint16_t port, const struct grant
 /* probe - one READ per grant of @g[0..n) on one connection: 0 all ok, 3 one failed,
  * 1 could not run. */
 static int probe(int kind, const char *host, uint16_t port, const struct grant *g,
-		 unsigned n)
+		 unsigned n, unsigned pause_ms)
 {
 	static uint8_t page[RTM_PAGE_SIZE] __attribute__((aligned(4096)));
 	struct rdma_transport *t = rdma_transport_create(kind, 16);
@@ -214,6 +214,8 @@ static int probe(int kind, const char *host, uint16_t port, const struct grant *
 		unsigned waits = 0;
 		int st = 0, r;
 
+		if (i && pause_ms)
+			usleep(pause_ms * 1000u);
 		/* -ENOTCONN: the connection is reconnecting (never blocks): try again */
 		while ((r = rdma_rw_sync(t, &q, 1, &st)) == -ENOTCONN && waits < 400) {
 			usleep(50 * 1000);
@@ -287,7 +289,7 @@ static bool parse_hostport(const char *s, char *host, size_t len, uint16_t *port
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rtmem-rdmabench self|serve|run|probe HOST:PORT [-t tcp|verbs|auto] "
-		   "[-g OFFSET:LENGTH:KEY] [-r RUN_PAGES] [-s SECONDS] [-j JSON]\n");
+		   "[-g OFFSET:LENGTH:KEY]... [-r RUN_PAGES] [-s SECONDS] [-j JSON] [-w PAUSE_MS]\n");
 }
 
 int main(int argc, char **argv)
@@ -297,13 +299,14 @@ int main(int argc, char **argv)
 	int kind = CONFIG_TRANSPORT_TCP, opt;
 	unsigned run = 1;
 	double secs = 2;
+	unsigned pause_ms = 0;
 	const char *json = NULL, *mode;
 	struct grant g = { 0 }, pg[4];
 	unsigned npg = 0;
 	bool have_grant = false;
 
 	log_init("rtmem-rdmabench", LOG_INFO);
-	while ((opt = getopt(argc, argv, "t:g:r:s:j:h")) != -1) {
+	while ((opt = getopt(argc, argv, "t:g:r:s:j:w:h")) != -1) {
 		switch (opt) {
 		case 't':
 			kind = parse_kind(optarg);
@@ -336,6 +339,9 @@ int main(int argc, char **argv)
 		case 'j':
 			json = optarg;
 			break;
+		case 'w':
+			pause_ms = (unsigned)atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -362,7 +368,7 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		return probe(kind, host, port, pg, npg);
+		return probe(kind, host, port, pg, npg, pause_ms);
 	}
 	if (!strcmp(mode, "self") || !strcmp(mode, "serve")) {
 		void *pool;
