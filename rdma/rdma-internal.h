@@ -53,11 +53,9 @@ struct rdma_cm_id;
  * order, else the first RoCE v2 IPv4 one). */
 void rvb_describe(struct ibv_context *ctx, uint8_t port, uint32_t ip4, char *out,
 		  size_t len);
-/* rvb_wait_event - wait up to @timeout_ms for the next event on @id's channel; it
- * must be @want. Copies up to @pdlen bytes of the event's private data to @pd (zero
- * filled). Returns 0, -ETIMEDOUT, or -errno for another event (-ECONNREFUSED for a
- * reject, with its private data copied too). */
-int rvb_wait_event(struct rdma_cm_id *id, int want, int timeout_ms, void *pd,
-		   size_t pdlen);
+/* rvb_event_errno - the -errno for an rdma_cm event that ends a connection attempt:
+ * -ECONNREFUSED reject, -EHOSTUNREACH, -EADDRNOTAVAIL, -ENETUNREACH, -ENODEV, else
+ * -ECONNRESET. */
+int rvb_event_errno(int type);
 
 #endif

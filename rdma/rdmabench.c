@@ -10,9 +10,12 @@
  *       fresh key and print the new grant line)
  *   rtmem-rdmabench run   HOST:PORT -g OFFSET:LENGTH:KEY [-t ...] [-r] [-s] [-j]
  *       measure against a "serve" elsewhere (another namespace or machine)
- *   rtmem-rdmabench probe HOST:PORT -g OFFSET:LENGTH:KEY [-t ...]
- *       one 4 KiB READ of the slab's first page; prints its status; exit 0 if it
- *       succeeded, 3 if it completed with an error (e.g. a stale key: -EACCES)
+ *   rtmem-rdmabench probe HOST:PORT -g OFFSET:LENGTH:KEY [-g ...] [-w MS] [-t ...]
+ *       one 4 KiB READ of the slab's first page per -g (up to 4), in order on one
+ *       connection; prints each status; exit 0 if all succeeded, 3 if one completed
+ *       with an error (e.g. a stale key: -EACCES). A READ that finds the connection
+ *       reconnecting (-ENOTCONN, e.g. after a stale key killed the QP) is retried
+ *       every 50 ms for up to 20 s. -w: pause MS milliseconds between the READs.
  *
  * Every pass writes stamped pages first and the READ pass verifies every byte it
  * reads, so a broken transport cannot report good numbers.
@@ -188,14 +191,15 @@ static int measure(int kind, const char *host, uint16_t port, const struct grant
 	return rc;
 }
 
-/* probe - one READ with @g: 0 ok, 3 failed, 1 could not run. */
-static int probe(int kind, const char *host, uint16_t port, const struct grant *g)
+/* probe - one READ per grant of @g[0..n) on one connection: 0 all ok, 3 one failed,
+ * 1 could not run. */
+static int probe(int kind, const char *host, uint16_t port, const struct grant *g,
+		 unsigned n, unsigned pause_ms)
 {
 	static uint8_t page[RTM_PAGE_SIZE] __attribute__((aligned(4096)));
 	struct rdma_transport *t = rdma_transport_create(kind, 16);
 	struct rdma_conn *c = t ? rdma_connect(t, 1, host, port, SELF_NODE) : NULL;
-	struct rdma_req q;
-	int st = 0, r;
+	int rc = 0;
 
 	if (!c) {
 		fprintf(stderr, "rtmem-rdmabench: connect %s:%u: %s\n", host, port,
@@ -203,14 +207,30 @@ static int probe(int kind, const char *host, uint16_t port, const struct grant *
 		rdma_destroy(t);
 		return 1;
 	}
-	q = (struct rdma_req){ .conn = c, .op = RDMA_OP_READ, .slab_offset = g->offset,
-			       .slab_length = g->length, .key = g->key, .buf = page,
-			       .len = RTM_PAGE_SIZE };
-	r = rdma_rw_sync(t, &q, 1, &st);
-	printf("probe READ key %" PRIx64 ": %s\n", g->key, r ? strerror(-r) : "ok");
+	for (unsigned i = 0; i < n; i++) {
+		struct rdma_req q = { .conn = c, .op = RDMA_OP_READ, .slab_offset = g[i].offset,
+				      .slab_length = g[i].length, .key = g[i].key, .buf = page,
+				      .len = RTM_PAGE_SIZE };
+		unsigned waits = 0;
+		int st = 0, r;
+
+		if (i && pause_ms)
+			usleep(pause_ms * 1000u);
+		/* -ENOTCONN: the connection is reconnecting (never blocks): try again */
+		while ((r = rdma_rw_sync(t, &q, 1, &st)) == -ENOTCONN && waits < 400) {
+			usleep(50 * 1000);
+			waits++;
+		}
+		printf("probe READ key %" PRIx64 ": %s", g[i].key, r ? strerror(-r) : "ok");
+		if (waits)
+			printf(" (after %u ms reconnecting)", waits * 50);
+		printf("\n");
+		if (r)
+			rc = 3;
+	}
 	rdma_conn_close(t, c);
 	rdma_destroy(t);
-	return r ? 3 : 0;
+	return rc;
 }
 
 static volatile sig_atomic_t regrant;
@@ -269,7 +289,7 @@ static bool parse_hostport(const char *s, char *host, size_t len, uint16_t *port
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rtmem-rdmabench self|serve|run|probe HOST:PORT [-t tcp|verbs|auto] "
-		   "[-g OFFSET:LENGTH:KEY] [-r RUN_PAGES] [-s SECONDS] [-j JSON]\n");
+		   "[-g OFFSET:LENGTH:KEY]... [-r RUN_PAGES] [-s SECONDS] [-j JSON] [-w PAUSE_MS]\n");
 }
 
 int main(int argc, char **argv)
@@ -279,12 +299,14 @@ int main(int argc, char **argv)
 	int kind = CONFIG_TRANSPORT_TCP, opt;
 	unsigned run = 1;
 	double secs = 2;
+	unsigned pause_ms = 0;
 	const char *json = NULL, *mode;
-	struct grant g = { 0 };
+	struct grant g = { 0 }, pg[4];
+	unsigned npg = 0;
 	bool have_grant = false;
 
 	log_init("rtmem-rdmabench", LOG_INFO);
-	while ((opt = getopt(argc, argv, "t:g:r:s:j:h")) != -1) {
+	while ((opt = getopt(argc, argv, "t:g:r:s:j:w:h")) != -1) {
 		switch (opt) {
 		case 't':
 			kind = parse_kind(optarg);
@@ -300,6 +322,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			have_grant = true;
+			if (npg < 4)
+				pg[npg++] = g;
 			break;
 		case 'r':
 			run = (unsigned)atoi(optarg);
@@ -314,6 +338,9 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			json = optarg;
+			break;
+		case 'w':
+			pause_ms = (unsigned)atoi(optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -341,7 +368,7 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		return probe(kind, host, port, &g);
+		return probe(kind, host, port, pg, npg, pause_ms);
 	}
 	if (!strcmp(mode, "self") || !strcmp(mode, "serve")) {
 		void *pool;

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <infiniband/verbs.h>
 #include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,32 +71,8 @@ void rvb_describe(struct ibv_context *ctx, uint8_t port, uint32_t ip4, char *out
 		 gid_txt, mtu_str(pa.active_mtu));
 }
 
-int rvb_wait_event(struct rdma_cm_id *id, int want, int timeout_ms, void *pd,
-		   size_t pdlen)
+int rvb_event_errno(int type)
 {
-	struct pollfd pfd = { .fd = id->channel->fd, .events = POLLIN };
-	struct rdma_cm_event *ev;
-	int r, type;
-
-	r = poll(&pfd, 1, timeout_ms);
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (r < 0)
-		return -errno;
-	if (rdma_get_cm_event(id->channel, &ev))
-		return -errno;
-	type = ev->event;
-	r = ev->status;
-	if (pd) {
-		size_t n = ev->param.conn.private_data_len;
-
-		memset(pd, 0, pdlen);
-		if (ev->param.conn.private_data && n)
-			memcpy(pd, ev->param.conn.private_data, n < pdlen ? n : pdlen);
-	}
-	rdma_ack_cm_event(ev);
-	if (type == want)
-		return 0;
 	switch (type) {
 	case RDMA_CM_EVENT_REJECTED:
 		return -ECONNREFUSED;
@@ -110,8 +85,7 @@ int rvb_wait_event(struct rdma_cm_id *id, int want, int timeout_ms, void *pd,
 	case RDMA_CM_EVENT_DEVICE_REMOVAL:
 		return -ENODEV;
 	default:
-		log_dbg("unexpected cm event %s (status %d)",
-			     rdma_event_str(type), r);
+		log_dbg("unexpected cm event %s", rdma_event_str(type));
 		return -ECONNRESET;
 	}
 }

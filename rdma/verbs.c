@@ -16,9 +16,10 @@
  * epoll. A completion in error fails its own request with the mapped -errno and moves
  * the QP to error: the QP is destroyed at once, every other request on it completes
  * with -ECONNRESET (their staging memory is freed only after the QP is gone, and late
- * CQEs no longer match a generation). The next post on that connection reconnects
- * (with back-off while the donor stays unreachable); until it succeeds, requests
- * complete with -ENOTCONN.
+ * CQEs no longer match a generation). The next post on that connection starts a
+ * reconnect (with back-off while the donor stays unreachable), a non-blocking rdma_cm
+ * state machine that post and poll advance; until it is established, requests
+ * complete with -ENOTCONN at once.
  *
  * Not thread-safe: one thread drives a transport at a time.
  */
@@ -27,6 +28,7 @@
 #include <fcntl.h>
 #include <infiniband/verbs.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,19 +65,30 @@ struct vdev {
 	bool armed;
 };
 
+/* Connection states: a reconnect is an rdma_cm state machine driven from post and
+ * poll (the channel is non-blocking and in the transport's epoll set), so the caller's
+ * thread never blocks on it; only the first connect (the ops contract) waits. */
+enum vc_state { VC_DOWN, VC_CONNECTING, VC_UP };
+enum vc_step { VS_ADDR, VS_ROUTE, VS_CONNECT };
+
 struct vconn {
 	struct rdma_conn base;
 	struct vconn *next, *prev;
 	char host[64];
 	uint16_t port;
 	uint32_t self;
+	struct sockaddr_in sa;       /* the donor's address, resolved once at connect */
 	struct rdma_event_channel *ech;
 	struct rdma_cm_id *id;       /* NULL while down */
 	struct vdev *dev;
+	enum vc_state state;
+	enum vc_step step;           /* while connecting: what is awaited */
+	uint64_t deadline;           /* while connecting: monotonic ms the step times out */
+	uint8_t initiator_depth;
 	uint64_t pool_base, pool_len;
 	unsigned max_wr;             /* the QP's send queue (device-capped) */
 	unsigned posted;             /* WRs on the QP whose completion is not reaped */
-	int err;                     /* 0 up, else why it is down */
+	int err;                     /* why it is (or last went) down */
 	uint64_t retry_at;           /* monotonic ms of the next reconnect attempt */
 	unsigned backoff_ms;
 };
@@ -159,15 +172,15 @@ static struct vdev *dev_get(struct vtransport *vt, struct ibv_context *ctx)
 
 /* conn_down - destroy the QP and cm id, fail what was in flight with -ECONNRESET.
  * @quick: a completion error that one request caused on a healthy peer (only reap()
- * passes true): the next post may reconnect at once. Everything else, above all a
- * failed connect, backs off (doubling), so a post never runs one blocking connect
- * per request. */
+ * passes true): the next post may start reconnecting at once. Everything else, above
+ * all a failed connect, backs off (doubling). */
 static void conn_down(struct vconn *c, int err, bool quick)
 {
 	struct vtransport *vt = to_vt(c->base.t);
 
-	if (!c->err)
+	if (c->state != VC_DOWN)
 		c->err = err;
+	c->state = VC_DOWN;
 	if (c->id) {
 		rdma_disconnect(c->id);
 		if (c->id->qp)
@@ -217,102 +230,161 @@ static int reject_reason(const uint8_t *pd)
 	return -(int)st;
 }
 
-/* conn_up - (re)establish @c's queue pair. 0 or -errno (c->err set). */
-static int conn_up(struct vconn *c)
+static const char *const step_name[] = { "resolve", "route", "connect" };
+
+/* attempt_fail - a connection attempt failed: log it, take @c down with back-off. */
+static int attempt_fail(struct vconn *c, int r)
+{
+	log_warn("donor %u %s:%u: verbs connection failed at %s: %s", c->base.donor,
+		 c->host, c->port, step_name[c->step], strerror(-r));
+	conn_down(c, r, false);
+	return r;
+}
+
+/* conn_start - begin (re)connecting @c: a cm id on a non-blocking channel in the
+ * transport's epoll set, address resolution started. 0, or -errno with @c down. */
+static int conn_start(struct vconn *c)
+{
+	struct vtransport *vt = to_vt(c->base.t);
+	struct epoll_event ee = { .events = EPOLLIN, .data.ptr = c };
+
+	c->state = VC_CONNECTING;
+	c->step = VS_ADDR;
+	c->deadline = now_ms() + VB_RESOLVE_MS + 500;
+	c->ech = rdma_create_event_channel();
+	if (!c->ech)
+		return attempt_fail(c, errno ? -errno : -ENOMEM);
+	if (fcntl(c->ech->fd, F_SETFL, O_NONBLOCK) ||
+	    epoll_ctl(vt->epfd, EPOLL_CTL_ADD, c->ech->fd, &ee) ||
+	    rdma_create_id(c->ech, &c->id, c, RDMA_PS_TCP) ||
+	    rdma_resolve_addr(c->id, NULL, (struct sockaddr *)&c->sa, VB_RESOLVE_MS))
+		return attempt_fail(c, -errno);
+	return 0;
+}
+
+/* on_route - the route is known: QP on the device's CQ, connect with the hello. */
+static int on_route(struct vconn *c)
 {
 	struct vtransport *vt = to_vt(c->base.t);
 	struct ibv_qp_init_attr qa = { 0 };
 	struct rdma_conn_param cp = { 0 };
 	struct ibv_device_attr da;
-	struct sockaddr_in sa;
-	struct epoll_event ee = { .events = EPOLLIN, .data.ptr = c };
-	uint8_t hello[RVB_CONNECT_SIZE], acc[RVB_ACCEPT_SIZE];
-	char desc[160];
-	const char *step = "resolve";
-	int r;
+	uint8_t hello[RVB_CONNECT_SIZE];
 
-	c->err = 0;
-	r = resolve(c->host, c->port, &sa);
-	if (r)
-		goto fail;
-	c->ech = rdma_create_event_channel();
-	if (!c->ech || rdma_create_id(c->ech, &c->id, c, RDMA_PS_TCP)) {
-		r = -errno;
-		goto fail;
-	}
-	r = rdma_resolve_addr(c->id, NULL, (struct sockaddr *)&sa, VB_RESOLVE_MS) ? -errno
-		: rvb_wait_event(c->id, RDMA_CM_EVENT_ADDR_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
-	if (r)
-		goto fail;
-	step = "route";
-	r = rdma_resolve_route(c->id, VB_RESOLVE_MS) ? -errno
-		: rvb_wait_event(c->id, RDMA_CM_EVENT_ROUTE_RESOLVED, VB_RESOLVE_MS + 500, NULL, 0);
-	if (r)
-		goto fail;
-	step = "qp";
 	c->dev = dev_get(vt, c->id->verbs);
-	if (!c->dev || ibv_query_device(c->id->verbs, &da)) {
-		r = -ENOMEM;
-		goto fail;
-	}
+	if (!c->dev || ibv_query_device(c->id->verbs, &da))
+		return -ENOMEM;
 	qa.send_cq = qa.recv_cq = c->dev->cq;
 	qa.qp_type = IBV_QPT_RC;
 	qa.cap.max_send_wr = vt->depth < (unsigned)da.max_qp_wr ? vt->depth
 								  : (unsigned)da.max_qp_wr;
 	qa.cap.max_recv_wr = 1;
 	qa.cap.max_send_sge = qa.cap.max_recv_sge = 1;
-	if (rdma_create_qp(c->id, c->dev->pd, &qa)) {
-		r = -errno;
-		goto fail;
-	}
+	if (rdma_create_qp(c->id, c->dev->pd, &qa))
+		return -errno;
 	/* the send queue the device gave (>= asked): never more WRs in flight on it */
 	c->max_wr = qa.cap.max_send_wr;
-	step = "connect";
 	wire_put32(hello, RVB_MAGIC);
 	wire_put16(hello + 4, RVB_VERSION);
 	wire_put16(hello + 6, 0);
 	wire_put32(hello + 8, c->self);
 	cp.private_data = hello;
 	cp.private_data_len = sizeof(hello);
-	cp.initiator_depth = (uint8_t)(da.max_qp_init_rd_atom < 16 ? da.max_qp_init_rd_atom
+	c->initiator_depth = (uint8_t)(da.max_qp_init_rd_atom < 16 ? da.max_qp_init_rd_atom
 								   : 16);
+	cp.initiator_depth = c->initiator_depth;
 	cp.responder_resources = 0;
 	cp.retry_count = 5;
 	cp.rnr_retry_count = 7;
-	if (rdma_connect(c->id, &cp)) {
-		r = -errno;
-		goto fail;
-	}
-	r = rvb_wait_event(c->id, RDMA_CM_EVENT_ESTABLISHED, VB_CONNECT_MS, acc, sizeof(acc));
-	if (r == -ECONNREFUSED)
-		r = reject_reason(acc);
-	if (r)
-		goto fail;
+	return rdma_connect(c->id, &cp) ? -errno : 0;
+}
+
+/* on_established - the donor accepted: check its private data, the connection is up. */
+static int on_established(struct vconn *c, const uint8_t *acc)
+{
+	char desc[160];
+
 	if (wire_get32(acc) != RVB_MAGIC || wire_get16(acc + 4) != RVB_VERSION ||
-	    wire_get16(acc + 6) || wire_get32(acc + 8)) {
-		r = -EPROTO;
-		goto fail;
-	}
+	    wire_get16(acc + 6) || wire_get32(acc + 8))
+		return -EPROTO;
 	c->pool_base = wire_get64(acc + 16);
 	c->pool_len = wire_get64(acc + 24);
-	if (fcntl(c->ech->fd, F_SETFL, O_NONBLOCK) ||
-	    epoll_ctl(vt->epfd, EPOLL_CTL_ADD, c->ech->fd, &ee)) {
-		r = -errno;
-		goto fail;
-	}
+	c->state = VC_UP;
+	c->err = 0;
 	c->backoff_ms = VB_BACKOFF_MIN_MS;
-	rvb_describe(c->id->verbs, c->id->port_num, sa.sin_addr.s_addr, desc, sizeof(desc));
+	rvb_describe(c->id->verbs, c->id->port_num, c->sa.sin_addr.s_addr, desc, sizeof(desc));
 	log_info("donor %u %s:%u: connected over verbs, %s, pool %llu MiB, %u WRs in "
 		 "flight, %u RDMA READs outstanding", c->base.donor, c->host, c->port, desc,
-		 (unsigned long long)(c->pool_len >> 20), qa.cap.max_send_wr,
-		 cp.initiator_depth);
+		 (unsigned long long)(c->pool_len >> 20), c->max_wr, c->initiator_depth);
 	return 0;
-fail:
-	log_warn("donor %u %s:%u: verbs connection failed at %s: %s", c->base.donor,
-		 c->host, c->port, step, strerror(-r));
-	conn_down(c, r, false);
-	c->err = r;
-	return r;
+}
+
+/* connect_step - one cm event while connecting; advances or fails the attempt. */
+static void connect_step(struct vconn *c, enum rdma_cm_event_type type, const uint8_t *pd)
+{
+	int r;
+
+	switch (c->step) {
+	case VS_ADDR:
+		if (type != RDMA_CM_EVENT_ADDR_RESOLVED)
+			break;
+		c->step = VS_ROUTE;
+		c->deadline = now_ms() + VB_RESOLVE_MS + 500;
+		if (rdma_resolve_route(c->id, VB_RESOLVE_MS))
+			attempt_fail(c, -errno);
+		return;
+	case VS_ROUTE:
+		if (type != RDMA_CM_EVENT_ROUTE_RESOLVED)
+			break;
+		c->step = VS_CONNECT;
+		c->deadline = now_ms() + VB_CONNECT_MS;
+		r = on_route(c);
+		if (r)
+			attempt_fail(c, r);
+		return;
+	case VS_CONNECT:
+		if (type == RDMA_CM_EVENT_REJECTED) {
+			attempt_fail(c, reject_reason(pd)); /* the donor's reason */
+			return;
+		}
+		if (type != RDMA_CM_EVENT_ESTABLISHED)
+			break;
+		r = on_established(c, pd);
+		if (r)
+			attempt_fail(c, r);
+		return;
+	}
+	attempt_fail(c, rvb_event_errno(type));
+}
+
+/* conn_events - drain @c's rdma_cm channel (never blocks): advance a connection
+ * attempt, or take an established connection down on a disconnect. */
+static void conn_events(struct vconn *c)
+{
+	struct rdma_cm_event *ev;
+
+	while (c->ech && !rdma_get_cm_event(c->ech, &ev)) {
+		enum rdma_cm_event_type type = ev->event;
+		uint8_t pd[RVB_ACCEPT_SIZE] = { 0 };
+
+		if ((type == RDMA_CM_EVENT_ESTABLISHED || type == RDMA_CM_EVENT_REJECTED) &&
+		    ev->param.conn.private_data) {
+			size_t n = ev->param.conn.private_data_len;
+
+			memcpy(pd, ev->param.conn.private_data, n < sizeof(pd) ? n : sizeof(pd));
+		}
+		rdma_ack_cm_event(ev);
+		if (c->state == VC_CONNECTING) {
+			connect_step(c, type, pd);
+		} else if (type == RDMA_CM_EVENT_DISCONNECTED ||
+			   type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+			log_warn("donor %u %s:%u: %s", c->base.donor, c->host, c->port,
+				 rdma_event_str(type));
+			conn_down(c, -ECONNRESET, false);
+		}
+	}
+	if (c->state == VC_CONNECTING && now_ms() >= c->deadline)
+		attempt_fail(c, -ETIMEDOUT);
 }
 
 static struct rdma_conn *vt_connect(struct rdma_transport *t, uint32_t donor_id,
@@ -337,8 +409,28 @@ static struct rdma_conn *vt_connect(struct rdma_transport *t, uint32_t donor_id,
 	c->port = port;
 	c->self = self_id;
 	c->backoff_ms = VB_BACKOFF_MIN_MS;
-	r = conn_up(c);
+	r = resolve(host, port, &c->sa);
 	if (r) {
+		log_warn("donor %u %s:%u: %s", donor_id, host, port, strerror(-r));
+		free(c);
+		errno = -r;
+		return NULL;
+	}
+	/* the first connect waits (ops contract); reconnects later never do */
+	conn_start(c);
+	while (c->state == VC_CONNECTING) {
+		struct pollfd pfd = { .fd = c->ech->fd, .events = POLLIN };
+		uint64_t now = now_ms();
+
+		if (poll(&pfd, 1, c->deadline > now ? (int)(c->deadline - now) : 0) < 0 &&
+		    errno != EINTR) {
+			attempt_fail(c, -errno);
+			break;
+		}
+		conn_events(c);
+	}
+	if (c->state != VC_UP) {
+		r = c->err ? c->err : -ECONNREFUSED;
 		free(c);
 		errno = -r;
 		return NULL;
@@ -365,33 +457,17 @@ static void vt_disconnect(struct rdma_conn *rc)
 	free(c);
 }
 
-/* conn_events - drain @c's rdma_cm channel; a disconnect takes the connection down. */
-static void conn_events(struct vconn *c)
-{
-	struct rdma_cm_event *ev;
-
-	while (c->ech && !rdma_get_cm_event(c->ech, &ev)) {
-		enum rdma_cm_event_type type = ev->event;
-
-		rdma_ack_cm_event(ev);
-		if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
-			log_warn("donor %u %s:%u: %s", c->base.donor, c->host, c->port,
-				 rdma_event_str(type));
-			conn_down(c, -ECONNRESET, false);
-		}
-	}
-}
-
 /* ------------------------------------------------------------ data path */
 
-/* admit - may @c take requests now? Reconnects a down connection when due. */
+/* admit - may @c take requests now? Starts reconnecting a down connection when due
+ * and advances one in progress; never blocks. */
 static bool admit(struct vconn *c)
 {
-	if (!c->err)
-		return true;
-	if (now_ms() < c->retry_at)
-		return false;
-	return conn_up(c) == 0;
+	if (c->state == VC_DOWN && now_ms() >= c->retry_at)
+		conn_start(c);
+	if (c->state == VC_CONNECTING)
+		conn_events(c);
+	return c->state == VC_UP;
 }
 
 static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsigned n)
@@ -409,6 +485,7 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 		const struct rdma_req *q = &reqs[i];
 		struct vconn *c = (struct vconn *)q->conn;
 		struct rslot *s;
+		bool up;
 		int idx;
 
 		r = rslots_check(q);
@@ -416,12 +493,14 @@ static int vt_post(struct rdma_transport *t, const struct rdma_req *reqs, unsign
 			r = -EINVAL;
 		if (r)
 			break;
-		if (!admit(c) || q->slab_offset + q->slab_length > c->pool_len ||
+		up = admit(c);
+		if (!up || q->slab_offset + q->slab_length > c->pool_len ||
 		    c->pool_base + q->slab_offset + q->offset < c->pool_base) {
-			/* down, or a range the donor's pool cannot hold: fail this request
-			 * without touching the QP (a bad remote access would kill it). */
+			/* down or connecting, or a range the donor's pool cannot hold: fail
+			 * this request without touching the QP (a bad remote access would
+			 * kill it). */
 			r = rslots_queue_error(&vt->book.rs, q->cookie,
-					       c->err ? -ENOTCONN : -EACCES);
+					       up ? -EACCES : -ENOTCONN);
 			if (r)
 				break;
 			continue;
@@ -502,10 +581,10 @@ static int reap(struct vtransport *vt)
 	return total;
 }
 
-static void cm_check(struct vtransport *vt)
+static void cm_check(struct vtransport *vt, bool connecting_only)
 {
 	for (struct vconn *c = vt->conns; c; c = c->next)
-		if (c->ech)
+		if (c->ech && (!connecting_only || c->state == VC_CONNECTING))
 			conn_events(c);
 }
 
@@ -536,7 +615,7 @@ static int sleep_once(struct vtransport *vt, int ms)
 			d->armed = false;
 		}
 	}
-	cm_check(vt);
+	cm_check(vt, false);
 	return 0;
 }
 
@@ -548,6 +627,7 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 	unsigned got, spins = 0;
 	int r;
 
+	cm_check(vt, true); /* a reconnect in progress moves on even with nothing in flight */
 	for (;;) {
 		r = reap(vt);
 		if (r < 0)
@@ -571,7 +651,7 @@ static int vt_poll(struct rdma_transport *t, struct rdma_completion *out, unsign
 			spins = 0;
 		}
 		if (!(spins & 15))
-			cm_check(vt);
+			cm_check(vt, false);
 	}
 }
 

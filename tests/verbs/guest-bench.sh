@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # guest-bench.sh - rtmem-rdmabench in the QEMU guest on SoftRoCE: page-run READ/WRITE
 # throughput at batch 1/16/64 over verbs and over TCP on the same dummy netdev, plus
-# the stale-key probe (serve, SIGHUP re-grant, the old key must fail, the new work).
+# the stale-key probe (serve, SIGHUP re-grant, the old key must fail, the new work;
+# then both on one connection, which needs the non-blocking reconnect).
 # A benchmark, not a test: numbers under TCG emulation mean little.
 # Usage: tests/verbs/guest-bench.sh BUILD_DIR [SECONDS_PER_POINT] [RUN_PAGES]
 # (SECONDS_PER_POINT 0: only the stale-key probe - the ctest verbs.guest-stale-key)
@@ -36,6 +37,13 @@ new=$(awk '/^grant/{print $2}' /tmp/serve.out | tail -1)
 rc=0
 $B probe 198.51.100.1:7300 -t verbs -g "$old" && { echo "guest: stale key still works"; rc=1; } || [ $? -eq 3 ]
 $B probe 198.51.100.1:7300 -t verbs -g "$new" || { echo "guest: new key fails"; rc=1; }
+# both on one connection: the stale key kills the QP, the reconnect runs without
+# blocking (reads see -ENOTCONN until it is up), then the new key works
+$B probe 198.51.100.1:7300 -t verbs -g "$old" -g "$new" >/tmp/probe2.out || true
+cat /tmp/probe2.out
+grep -q "key ${old##*:}: Permission denied" /tmp/probe2.out &&
+	grep -q "key ${new##*:}: ok" /tmp/probe2.out ||
+	{ echo "guest: stale then new key on one connection: wrong"; rc=1; }
 kill $sp; wait $sp || true
 cat /tmp/serve.err
 [ $rc -eq 0 ] && echo "guest: stale key refused, new key works"
