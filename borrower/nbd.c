@@ -1,20 +1,28 @@
-/* nbd.c - the borrower's NBD server: exports from the config served on a unix
- * socket and (optionally) TCP, from the borrower's event loop.
+/* nbd.c - the borrower's NBD server: exports from the config (or added at run
+ * time through nbd-ctl.c) served on a unix socket and (optionally) TCP, from the
+ * borrower's event loop.
  *
  * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME,
- * STRUCTURED_REPLY; no TLS), then transmission: READ, WRITE, FLUSH,
- * TRIM, WRITE_ZEROES, DISC. Per connection an rx buffer that grows to hold one whole
- * request (header + payload, at most NBD_MAX_PAYLOAD) and a tx buffer for replies.
- * Requests are read without blocking; every complete request in the buffer is
- * validated and the valid ones run as one nbd_export_run batch, then the replies go
- * out in request order (which the protocol allows). With structured replies a read
- * answers with OFFSET_DATA chunks and, for whole zero blocks, OFFSET_HOLE chunks
- * (unless the client set DF), or an ERROR chunk; other commands keep simple
- * replies, which the protocol allows. While too much reply data is
- * unsent the connection is not read, so a client that does not read stalls itself
- * only. A bad request gets an NBD error; a broken stream (bad magic, unknown client
- * flags, an option longer than OPT_MAX) closes the connection. Closing frees the
- * connection's buffers only: the export (and its data) belongs to the server.
+ * STRUCTURED_REPLY, LIST/SET_META_CONTEXT for base:allocation; no TLS), then
+ * transmission: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES, BLOCK_STATUS, DISC. Per
+ * connection an rx buffer that grows to hold one whole request (header + payload,
+ * at most NBD_MAX_PAYLOAD) and a tx buffer for replies. Requests are read without
+ * blocking; every complete request in the buffer is validated and the valid ones
+ * run as one nbd_export_run batch, whose replies are written into tx in request
+ * order, except for commands still waiting for backing-file I/O: those are
+ * answered by pend_done when it completes (out of order, which the protocol
+ * allows; each reply is written whole). A command the export cannot start yet (it
+ * touches a block with file I/O in flight) and those after it stay in rx and are
+ * parsed again after the export's kick; meanwhile the connection is not read.
+ * With structured replies a read answers with OFFSET_DATA chunks and, for whole
+ * zero blocks, OFFSET_HOLE chunks (unless the client set DF), or an ERROR chunk;
+ * BLOCK_STATUS with one BLOCK_STATUS chunk; other commands keep simple replies,
+ * which the protocol allows. While too much reply data is unsent the connection is
+ * not read, so a client that does not read stalls itself only. A bad request gets
+ * an NBD error; a broken stream (bad magic, unknown client flags, an option longer
+ * than OPT_MAX) closes the connection. Closing frees the connection's buffers
+ * only: the export (and its data) belongs to the server; deferred commands of a
+ * closed connection are freed when their I/O completes.
  */
 #include <ctype.h>
 #include <errno.h>
