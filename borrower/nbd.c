@@ -68,7 +68,7 @@ struct pend {
 	struct nconn *c;               /* NULL once the connection is closed */
 	struct pend *next, **pprev;    /* in c->pends */
 	struct req r;
-	uint8_t *buf;                  /* READ: the data (a stable buffer) */
+	uint8_t *buf;                  /* stable buffer: READ data, WRITE payload copy */
 };
 
 struct nconn {
@@ -99,7 +99,7 @@ struct nconn {
 	struct pend *pends;            /* deferred commands */
 	struct req reqs[BATCH_REQS];
 	struct nbd_io ios[BATCH_REQS];
-	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable read buffer, if any */
+	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable buffer, if any */
 	unsigned map[BATCH_REQS];      /* ios[k] runs reqs[map[k]] */
 };
 
@@ -808,14 +808,17 @@ static int run_batch(struct nconn *c, unsigned n)
 							       : (void *)r->payload,
 			};
 			c->pend[m] = NULL;
-			if (data && nbd_export_in_file(c->ex, r->off, r->len)) {
-				/* may be read through the ring: a buffer that stays */
-				c->pend[m] = pend_new(c, r, data);
+			if ((data && nbd_export_stored(c->ex, r->off, r->len)) ||
+			    (r->type == NBD_CMD_WRITE && r->len)) {
+				/* may complete later: a buffer that stays (rx moves) */
+				c->pend[m] = pend_new(c, r, r->len);
 				if (!c->pend[m]) {
 					for (unsigned j = 0; j < m; j++)
 						pend_free(c->pend[j]);
 					return -ENOMEM;
 				}
+				if (!data)
+					memcpy(c->pend[m]->buf, r->payload, r->len);
 				io->buf = c->pend[m]->buf;
 				io->stable = true;
 			}

@@ -31,8 +31,8 @@ struct nbd_io {
 	uint64_t off;
 	uint32_t len;
 	void *buf;          /* READ: destination, WRITE: source (@len bytes) */
-	bool stable;        /* READ: @buf stays valid until the command is done, so
-			     * blocks in the backing file are read through the ring */
+	bool stable;        /* @buf stays valid until the command is done, so its
+			     * pages go to the store and the file asynchronously */
 	int err;            /* out: 0 or -errno (-EIO, -ENOSPC) of the part done */
 	struct nbd_wait *wait; /* out: backing-file I/O still in flight (then arm it) */
 };
@@ -66,9 +66,9 @@ unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);
 /* nbd_export_wait_arm - call @done(@arg, err) when the file I/O of @w is done (at
  * once if it already is); @w is freed after. Done in the event loop. */
 void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg);
-/* nbd_export_in_file - some block of [@off, @off + @len) is in the backing file or
- * has file I/O in flight: a READ there wants a stable buffer. */
-bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len);
+/* nbd_export_stored - some block of [@off, @off + @len) holds data (remote, in
+ * the file, bad) or has I/O in flight: a READ there wants a stable buffer. */
+bool nbd_export_stored(const struct nbd_export *ex, uint64_t off, uint32_t len);
 /* nbd_export_zero_run - the length (<= @len) of the run from @off whose blocks all
  * read as zeros because nothing is stored (never written, trimmed), *@zero = true,
  * or all hold data, *@zero = false. For NBD_CMD_BLOCK_STATUS. */

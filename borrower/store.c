@@ -92,7 +92,8 @@ struct store_xq {
 	unsigned inflight;         /* posted, not completed */
 	unsigned batches;          /* asynchronous batches not fully reported */
 	struct bioset *sets;       /* sets with requests to post */
-	struct abatch *done;       /* batches with completions to report */
+	struct abatch *done;       /* batches with completions to report, in order */
+	struct abatch **done_tail;
 	int tick;                  /* evloop timer driving the transport, 0 = none */
 };
 
@@ -140,9 +141,14 @@ static void req_done(struct borrower *b, struct bioset *s, uint32_t r, int statu
 	if (s->ab) {
 		s->ab->comp[s->ab->ncomp++] = r;
 		if (!s->ab->on_done) {
+			struct store_xq *x = b->xq;
+
 			s->ab->on_done = true;
-			s->ab->next = b->xq->done;
-			b->xq->done = s->ab;
+			s->ab->next = NULL;
+			if (!x->done)
+				x->done_tail = &x->done;
+			*x->done_tail = s->ab;
+			x->done_tail = &s->ab->next;
 			xq_arm(b);
 		}
 	}
@@ -795,8 +801,9 @@ static void xq_report(struct borrower *b)
 	while ((ab = x->done)) {
 		x->done = ab->next;
 		for (;;) {
-			while (ab->ncomp) {
-				uint32_t r = ab->comp[--ab->ncomp];
+			/* in completion order (more may be added meanwhile) */
+			for (unsigned j = 0; j < ab->ncomp; j++) {
+				uint32_t r = ab->comp[j];
 
 				for (unsigned k = 0; k < ab->set.cnt[r]; k++) {
 					unsigned i = ab->set.first[r] + k;
@@ -805,6 +812,7 @@ static void xq_report(struct borrower *b)
 					ab->done(ab->arg, ab->pd->op[i]);
 				}
 			}
+			ab->ncomp = 0;
 			ab->done(ab->arg, NULL); /* (may complete more of it) */
 			if (!ab->ncomp)
 				break;
