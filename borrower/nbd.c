@@ -47,6 +47,7 @@
 #define RX_MIN (256u << 10)
 #define BUF_SHRINK (4u << 20)          /* give back buffers grown past this when idle */
 #define TX_HIGH (8u << 20)             /* do not take requests while this much is unsent */
+#define PEND_HIGH (64u << 20)          /* ... or while commands in flight hold this much */
 #define BATCH_REQS 128                 /* requests per nbd_export_run */
 #define BATCH_READ_BYTES (32u << 20)   /* read data per batch */
 #define OPT_MAX 65536u                 /* longest option data accepted */
@@ -69,6 +70,7 @@ struct pend {
 	struct pend *next, **pprev;    /* in c->pends */
 	struct req r;
 	uint8_t *buf;                  /* stable buffer: READ data, WRITE payload copy */
+	size_t len;                    /* its size (counted in c->pend_bytes) */
 };
 
 struct nconn {
@@ -97,6 +99,7 @@ struct nconn {
 	bool kicked;                   /* a deferred reply was queued: send it */
 	bool failed;                   /* no memory for a deferred reply: close */
 	struct pend *pends;            /* deferred commands */
+	size_t pend_bytes;             /* their buffers and those being set up */
 	struct req reqs[BATCH_REQS];
 	struct nbd_io ios[BATCH_REQS];
 	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable buffer, if any */
@@ -700,6 +703,8 @@ static struct pend *pend_new(struct nconn *c, const struct req *r, size_t buflen
 	if (p) {
 		p->c = c;
 		p->r = *r;
+		p->len = buflen;
+		c->pend_bytes += buflen;
 	}
 	return p;
 }
@@ -708,6 +713,8 @@ static void pend_free(struct pend *p)
 {
 	if (!p)
 		return;
+	if (p->c)
+		p->c->pend_bytes -= p->len;
 	if (p->pprev) { /* in its connection's list */
 		*p->pprev = p->next;
 		if (p->next)
@@ -952,6 +959,14 @@ static int trans_step(struct nconn *c)
 	return n ? 1 : 0;
 }
 
+/* taking - more requests may be taken: not closing or stalled, replies and
+ * commands in flight below their bounds (a client cannot make us hold more). */
+static bool taking(const struct nconn *c)
+{
+	return c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH &&
+	       c->pend_bytes <= PEND_HIGH;
+}
+
 /* serve - handle what is buffered while replies can go out; then wait for input
  * and/or output room as needed. */
 static void serve(struct nconn *c)
@@ -959,7 +974,7 @@ static void serve(struct nconn *c)
 	uint32_t want;
 	int rc = 1;
 
-	while (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH) {
+	while (taking(c)) {
 		rc = c->st == CS_TRANS ? trans_step(c) : nego_step(c);
 		if (rc < 0)
 			return; /* closed */
@@ -976,7 +991,7 @@ static void serve(struct nconn *c)
 		return;
 	}
 	want = rc ? EPOLLOUT : 0;
-	if (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH)
+	if (taking(c))
 		want |= EPOLLIN;
 	if (want != c->events) {
 		if (evloop_mod_fd(c->s->ev, c->fd, want) < 0) {
