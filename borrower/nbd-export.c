@@ -8,18 +8,22 @@
  * first, so blocks move back when capacity returns.
  *
  * Commands are executed with the effect of running them in order, but the pages of
- * consecutive commands go to the store in one borrower_tmem batch: a page written
- * earlier in the batch must be settled (its put may fall back to the file) before
- * the same page is read or written again, so such a conflict ends the batch.
+ * consecutive commands go to the store in one batch, each page at most once (a
+ * command touching a page already in the batch sends the batch off first).
  *
- * The backing file is written (and, into buffers the caller keeps, read) through
- * io_uring: a command with file I/O still in flight is answered later, when its
- * completions arrive on the ring's eventfd in the borrower's event loop (struct
- * nbd_wait), so the remote-memory commands behind it do not wait. A block with file
- * I/O in flight is marked BLK_BUSY in the map; a command touching such a block
- * (or a FLUSH while file writes or syncs are in flight) is not started:
- * nbd_export_run stops there and the server gives it again after a completion.
- * Written pages are copied for the ring (the caller's payload buffer is reused).
+ * Both remote memory and the backing file are asynchronous. A batch whose buffers
+ * stay valid (the server gives each command a stable buffer) goes to
+ * borrower_tmem_async: its page ops complete in the event loop (on_remote), a
+ * refused or failed put then goes to the file. The file is written (and, into
+ * stable buffers, read) through io_uring, its completions arrive on the ring's
+ * eventfd. A command with page ops or file I/O in flight has a struct nbd_wait and
+ * is answered when the last one completes, so the commands behind it do not wait
+ * for it. In the map, BLK_BUSY marks a block with a remote write or file I/O in
+ * flight, a count (BLK_READ) the remote reads in flight: a command touching a busy
+ * block, a write touching a block being read (or a FLUSH while remote writes, file
+ * writes or syncs are in flight) is not started: nbd_export_run stops there and the
+ * server gives it again after a completion. Reads may overlap reads. Written pages
+ * are copied for the ring; a partial block is read-modified-written synchronously.
  */
 #include <ctype.h>
 #include <errno.h>

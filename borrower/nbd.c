@@ -9,11 +9,13 @@
  * at most NBD_MAX_PAYLOAD) and a tx buffer for replies. Requests are read without
  * blocking; every complete request in the buffer is validated and the valid ones
  * run as one nbd_export_run batch, whose replies are written into tx in request
- * order, except for commands still waiting for backing-file I/O: those are
+ * order, except for commands still waiting for remote memory or backing-file I/O:
+ * those (given a buffer of their own for the data, since rx and tx move) are
  * answered by pend_done when it completes (out of order, which the protocol
  * allows; each reply is written whole). A command the export cannot start yet (it
- * touches a block with file I/O in flight) and those after it stay in rx and are
- * parsed again after the export's kick; meanwhile the connection is not read.
+ * touches a block with I/O in flight that it conflicts with) and those after it
+ * stay in rx and are parsed again after the export's kick; meanwhile the
+ * connection is not read, nor while its commands in flight hold PEND_HIGH bytes.
  * With structured replies a read answers with OFFSET_DATA chunks and, for whole
  * zero blocks, OFFSET_HOLE chunks (unless the client set DF), or an ERROR chunk;
  * BLOCK_STATUS with one BLOCK_STATUS chunk; other commands keep simple replies,

@@ -38,7 +38,7 @@ struct nbd_io {
 };
 
 struct nbd_wait;
-/* called once the file I/O of a command is done, @err 0 or -EIO */
+/* called once the remote and file I/O of a command is done, @err 0 or -EIO */
 typedef void nbd_done_fn(void *arg, int err);
 
 /* nbd_export_new - the export of @cfg: a borrower client named after it with a
@@ -55,11 +55,12 @@ uint64_t nbd_export_size(const struct nbd_export *ex);
 void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out);
 /* nbd_export_run - start @n commands with the effect of running them in order
  * (pages of several commands go to the store in one batch). Returns how many were
- * started: the first one not started touches blocks with backing-file I/O in
- * flight (or is a FLUSH while file writes are in flight) and must be given again,
- * with those after it, after the export's kick. For each started command err says
- * how the part done so far went; if wait is set, file I/O is still in flight and
- * the caller must nbd_export_wait_arm it (its buffers stay as they are until then).
+ * started: the first one not started touches blocks with conflicting I/O in
+ * flight (or is a FLUSH while writes are in flight) and must be given again, with
+ * those after it, after the export's kick. For each started command err says how
+ * the part done so far went; if wait is set, remote or file I/O is still in flight
+ * and the caller must nbd_export_wait_arm it (its buffers stay as they are until
+ * then; only commands with stable buffers go asynchronously to remote memory).
  * A command without wait is complete: its writes are in remote memory or in the
  * backing file, a FLUSH or FUA command's data has been synced to the file. */
 unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);

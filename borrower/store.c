@@ -1,6 +1,16 @@
 /* store.c - the borrower's page store: tmem operations of local clients (pools,
  * put/get/flush with enforcement at put, Algorithm 1/7), the data I/O to slabs
  * through the transport, and moving pages off a donor that leaves or fails.
+ *
+ * Data I/O goes through one queue of transport requests (struct store_xq) shared
+ * by synchronous batches (borrower_tmem, migration: the caller polls the transport
+ * until its own requests are done) and asynchronous ones (borrower_tmem_async, the
+ * NBD exports: requests are posted from an event-loop tick, together with those of
+ * other batches, and completions are reported from the tick). The rdma_ops
+ * contract has no fd to wait on, so while anything is in flight the tick runs
+ * after every round of fd events and waits up to XQ_WAIT_MS for a completion.
+ * Migration first drains the queue (no request in flight on the old locations);
+ * a donor's failure fails its queued requests, the transport those in flight.
  */
 #include <errno.h>
 #include <stdio.h>
