@@ -246,13 +246,19 @@ static void xq_pump(struct borrower *b)
 			       (!s->ab || s->bytes < XQ_WINDOW)) {
 				struct rdma_req *r = &s->req[s->posted];
 
-				if (!r->conn) { /* its donor failed while it waited */
+				/* its donor failed while it waited, or no memory to
+				 * track it: it fails (once: then len = 0) */
+				if (!r->conn || slot_get(x, s, s->posted, &r->cookie)) {
+					int err = r->conn ? -ENOMEM : -EIO;
+
 					s->posted++;
-					req_done(b, s, s->posted - 1, -EIO);
+					if (r->len) {
+						r->conn = NULL;
+						r->len = 0;
+						req_done(b, s, s->posted - 1, err);
+					}
 					continue;
 				}
-				if (slot_get(x, s, s->posted, &r->cookie))
-					break;
 				chunk[k++] = *r;
 				s->posted++;
 				s->bytes += r->len;
@@ -268,7 +274,10 @@ static void xq_pump(struct borrower *b)
 			ret = 1;
 			sl->set->bytes -= chunk[0].len;
 			x->free[x->nfree++] = (uint32_t)chunk[0].cookie;
+			sl->set->req[sl->r].conn = NULL;
+			sl->set->req[sl->r].len = 0;
 			req_done(b, sl->set, sl->r, -EIO);
+			sl->set = NULL;
 		} else if (ret > 0) {
 			x->inflight += (unsigned)ret;
 		} else {
@@ -278,7 +287,7 @@ static void xq_pump(struct borrower *b)
 		for (unsigned i = k; i > (unsigned)ret; i--) {
 			struct xslot *sl = &x->slot[chunk[i - 1].cookie];
 
-			sl->set->posted--;
+			sl->set->posted = sl->r; /* (failed ones between are skipped) */
 			sl->set->bytes -= chunk[i - 1].len;
 			x->free[x->nfree++] = (uint32_t)chunk[i - 1].cookie;
 		}
