@@ -84,6 +84,7 @@ struct borrower {
 	uint32_t lost_slabs;
 	struct deferred *deferred;        /* control messages held back during a batch */
 	uint64_t pages_migrated, pages_lost;
+	struct store_xq *xq;              /* transport queue (store.c) */
 };
 
 /* node.c */
@@ -101,7 +102,9 @@ void node_policy_join(struct borrower *b);
 int node_send_return(struct borrower *b, const uint32_t *handles, unsigned n);
 
 /* store.c */
-void store_init(struct borrower *b);
+/* store_init - -ENOMEM. store_fini - finish every asynchronous batch, free. */
+int store_init(struct borrower *b);
+void store_fini(struct borrower *b);
 /* store_evacuate_zone - move every page off donor @zone (Force-Return, disable):
  * to other donors, else (persistent pages) to local slabs; then give the slabs
  * back. Returns 0 or -errno. */

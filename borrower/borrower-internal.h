@@ -104,6 +104,20 @@ int borrower_pool_destroy(struct borrower *b, struct bclient *c, uint32_t pool);
  * (0, -ENOENT miss / unknown pool, -ENOSPC put refused, -EIO data lost, -EINVAL).
  * ops[i].page points into the client's shared buffer. */
 void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, unsigned n);
+/* borrower_tmem_async - like borrower_tmem, but returns once the page I/O is
+ * posted: an op whose status is -EINPROGRESS on return completes later, and @done
+ * is called with it (its status final) from the event loop; after each round of
+ * such calls comes @done(@arg, NULL), the last one once no op of the batch is left.
+ * Every other op's status is final on return (flushes, misses, refused puts, pages
+ * in local slabs). @ops and the pages stay valid until their @done; no page may
+ * appear twice in @ops, nor in two batches in flight at once (the caller orders
+ * them). Several batches are in flight together; their transport requests go out
+ * together from the event loop. -ENOMEM: nothing was done. */
+typedef void store_done_fn(void *arg, struct tmem_op *op);
+int borrower_tmem_async(struct borrower *b, struct bclient *c, struct tmem_op *ops,
+			unsigned n, store_done_fn *done, void *arg);
+/* borrower_tmem_drain - wait for every asynchronous batch and report it. */
+void borrower_tmem_drain(struct borrower *b);
 
 /* ------------------------------------------------ client server (clients.c) */
 

@@ -8,18 +8,22 @@
  * first, so blocks move back when capacity returns.
  *
  * Commands are executed with the effect of running them in order, but the pages of
- * consecutive commands go to the store in one borrower_tmem batch: a page written
- * earlier in the batch must be settled (its put may fall back to the file) before
- * the same page is read or written again, so such a conflict ends the batch.
+ * consecutive commands go to the store in one batch, each page at most once (a
+ * command touching a page already in the batch sends the batch off first).
  *
- * The backing file is written (and, into buffers the caller keeps, read) through
- * io_uring: a command with file I/O still in flight is answered later, when its
- * completions arrive on the ring's eventfd in the borrower's event loop (struct
- * nbd_wait), so the remote-memory commands behind it do not wait. A block with file
- * I/O in flight is marked BLK_BUSY in the map; a command touching such a block
- * (or a FLUSH while file writes or syncs are in flight) is not started:
- * nbd_export_run stops there and the server gives it again after a completion.
- * Written pages are copied for the ring (the caller's payload buffer is reused).
+ * Both remote memory and the backing file are asynchronous. A batch whose buffers
+ * stay valid (the server gives each command a stable buffer) goes to
+ * borrower_tmem_async: its page ops complete in the event loop (on_remote), a
+ * refused or failed put then goes to the file. The file is written (and, into
+ * stable buffers, read) through io_uring, its completions arrive on the ring's
+ * eventfd. A command with page ops or file I/O in flight has a struct nbd_wait and
+ * is answered when the last one completes, so the commands behind it do not wait
+ * for it. In the map, BLK_BUSY marks a block with a remote write or file I/O in
+ * flight, a count (BLK_READ) the remote reads in flight: a command touching a busy
+ * block, a write touching a block being read (or a FLUSH while remote writes, file
+ * writes or syncs are in flight) is not started: nbd_export_run stops there and the
+ * server gives it again after a completion. Reads may overlap reads. Written pages
+ * are copied for the ring; a partial block is read-modified-written synchronously.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -40,14 +44,16 @@
 #define LOG_AREA "nbd"
 
 #define PAGE ((uint64_t)RTM_PAGE_SIZE)
-#define BATCH_MAX 1024u
-#define SET_SLOTS 4096u /* open-addressing set of blocks written in the batch */
+#define BATCH_MAX 8192u /* pages: a 32 MiB command is one store batch */
+#define SET_SLOTS 16384u /* open-addressing set of the blocks in the batch */
 #define RING_QD 256u
 #define INFLIGHT_MAX 4096u /* file ops in flight per export; beyond, I/O is synchronous */
 
 enum blk_state { BLK_ZERO = 0, BLK_REMOTE = 1, BLK_FILE = 2, BLK_BAD = 3 };
 #define BLK_STATE 0x03u
-#define BLK_BUSY 0x80u /* map flag: backing-file I/O in flight on the block */
+#define BLK_BUSY 0x80u /* map flag: a remote write or backing-file I/O in flight */
+#define BLK_READ 0x04u /* map: remote reads in flight on the block, times this */
+#define BLK_RMASK 0x7cu /* (at most 31: then the next read waits) */
 
 /* The file I/O of one command still in flight. */
 struct nbd_wait {
@@ -87,6 +93,9 @@ struct nbd_export {
 	int efd;                        /* eventfd of the ring's completions */
 	unsigned inflight;              /* ring ops in flight */
 	unsigned inflight_writes;       /* of which writes and syncs (a FLUSH waits) */
+	unsigned remote;                /* remote page gets and puts in flight */
+	unsigned remote_writes;         /* of which puts (a FLUSH waits) */
+	bool unstable;                  /* the batch has a page the caller reuses */
 	unsigned unsubmitted;           /* SQEs prepared, not yet submitted */
 	void (*kick)(void *);           /* after completions: stalled commands may go */
 	void *kick_arg;
@@ -111,7 +120,7 @@ static void set_state(struct nbd_export *ex, uint64_t blk, enum blk_state st)
 {
 	ex->count[state_of(ex, blk)]--;
 	ex->count[st]++;
-	ex->map[blk] = (uint8_t)((ex->map[blk] & BLK_BUSY) | st);
+	ex->map[blk] = (uint8_t)((ex->map[blk] & ~BLK_STATE) | st);
 }
 
 static void seterr(struct nbd_io *io, int err)
@@ -366,12 +375,12 @@ void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg)
 	wait_finish(w);
 }
 
-bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len)
+bool nbd_export_stored(const struct nbd_export *ex, uint64_t off, uint32_t len)
 {
 	uint64_t first = off / PAGE, end = (off + len + PAGE - 1) / PAGE;
 
 	for (uint64_t b = first; b < end; b++)
-		if (ex->map[b] & (BLK_BUSY | BLK_FILE))
+		if (ex->map[b])
 			return true;
 	return false;
 }
@@ -403,60 +412,167 @@ static void set_add(struct nbd_export *ex, uint64_t blk)
 	ex->set_at[ex->nset++] = i;
 }
 
-/* batch_flush - run the queued page operations and settle them: a refused put
- * goes to the backing file. */
-static void batch_flush(struct nbd_export *ex)
+/* op_settle - the store is done with page op @o of command @m->io: a refused or
+ * failed put goes to the backing file. */
+static void op_settle(struct nbd_export *ex, const struct tmem_op *o, const struct bmeta *m)
+{
+	switch (o->cmd) {
+	case TMEM_GET:
+		if (o->status) {
+			log_warn("export %s: block %llu: remote read failed: %s", ex->name,
+				 (unsigned long long)m->blk, strerror(-o->status));
+			seterr(m->io, -EIO);
+		}
+		break;
+	case TMEM_PUT:
+		if (!o->status) {
+			if (state_of(ex, m->blk) == BLK_FILE)
+				punch(ex, m->blk, 1);
+			set_state(ex, m->blk, BLK_REMOTE);
+		} else if (!file_write_async(ex, m->io, m->blk, o->page)) {
+			set_state(ex, m->blk, BLK_FILE);
+		} else {
+			set_state(ex, m->blk, BLK_BAD);
+			seterr(m->io, -EIO);
+		}
+		break;
+	default: /* TMEM_FLUSH_PAGE: the map already says zero */
+		break;
+	}
+}
+
+/* A page op in flight: its command's nbd_io is reused by the next batch, so
+ * what the completion needs is kept here. */
+struct rmeta {
+	struct nbd_wait *w;             /* of the command */
+	uint64_t blk;
+	uint16_t flags;                 /* of the command (FUA for a spill) */
+};
+
+/* A batch of page ops in the store (borrower_tmem_async). */
+struct rbatch {
+	struct nbd_export *ex;
+	unsigned left;                  /* ops in flight */
+	struct tmem_op *ops;
+	struct rmeta *meta;
+};
+
+/* on_remote - a page op of @arg completed (@o; NULL: the end of a round of them). */
+static void on_remote(void *arg, struct tmem_op *o)
+{
+	struct rbatch *rb = arg;
+	struct nbd_export *ex = rb->ex;
+	struct rmeta *m;
+	struct nbd_io io = { 0 };
+
+	if (!o) {
+		ring_submit(ex);
+		if (!rb->left)
+			free(rb);
+		if (ex->kick)
+			ex->kick(ex->kick_arg);
+		return;
+	}
+	m = &rb->meta[o - rb->ops];
+	ex->remote--;
+	if (o->cmd == TMEM_PUT) {
+		ex->map[m->blk] &= (uint8_t)~BLK_BUSY;
+		ex->remote_writes--;
+	} else {
+		ex->map[m->blk] -= BLK_READ;
+	}
+	io.flags = m->flags;
+	io.wait = m->w;
+	op_settle(ex, o, &(struct bmeta){ .io = &io, .blk = m->blk });
+	/* (a spill to the file joined the command's wait before this) */
+	if (io.err && !m->w->err)
+		m->w->err = io.err;
+	m->w->pending--;
+	rb->left--;
+	wait_finish(m->w);
+}
+
+/* batch_async - start the batch in the store and return: each command with a page
+ * in flight gets a wait, its blocks are busy until their ops complete (on_remote).
+ * false if that cannot be set up (then the batch is still queued). */
+static bool batch_async(struct nbd_export *ex)
+{
+	size_t n = ex->nops;
+	struct rbatch *rb = malloc(sizeof(*rb) + n * (sizeof(struct tmem_op) +
+						      sizeof(struct rmeta)));
+
+	if (!rb)
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		if (ex->ops[i].cmd != TMEM_FLUSH_PAGE && !wait_of(ex->meta[i].io)) {
+			free(rb);
+			return false;
+		}
+	rb->ex = ex;
+	rb->left = 0;
+	rb->ops = (struct tmem_op *)(rb + 1);
+	rb->meta = (struct rmeta *)(rb->ops + n);
+	memcpy(rb->ops, ex->ops, n * sizeof(*rb->ops));
+	if (borrower_tmem_async(ex->b, ex->c, rb->ops, (unsigned)n, on_remote, rb)) {
+		free(rb);
+		return false;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct bmeta *m = &ex->meta[i];
+
+		if (rb->ops[i].status != -EINPROGRESS) {
+			op_settle(ex, &rb->ops[i], m);
+			continue;
+		}
+		rb->meta[i] = (struct rmeta){ .w = m->io->wait, .blk = m->blk,
+					      .flags = m->io->flags };
+		ex->remote++;
+		if (rb->ops[i].cmd == TMEM_PUT) {
+			ex->map[m->blk] |= BLK_BUSY;
+			ex->remote_writes++;
+		} else {
+			ex->map[m->blk] += BLK_READ;
+		}
+		m->io->wait->pending++;
+		rb->left++;
+	}
+	if (!rb->left) /* (no callback comes) */
+		free(rb);
+	return true;
+}
+
+/* batch_flush - run the queued page operations: asynchronously unless @sync or a
+ * page's buffer is reused after this call (then settled here). */
+static void batch_flush(struct nbd_export *ex, bool sync)
 {
 	if (!ex->nops)
 		return;
-	borrower_tmem(ex->b, ex->c, ex->ops, ex->nops);
-	for (unsigned i = 0; i < ex->nops; i++) {
-		struct tmem_op *o = &ex->ops[i];
-		struct bmeta *m = &ex->meta[i];
-
-		switch (o->cmd) {
-		case TMEM_GET:
-			if (o->status) {
-				log_warn("export %s: block %llu: remote read failed: %s",
-					 ex->name, (unsigned long long)m->blk,
-					 strerror(-o->status));
-				seterr(m->io, -EIO);
-			}
-			break;
-		case TMEM_PUT:
-			if (!o->status) {
-				if (state_of(ex, m->blk) == BLK_FILE)
-					punch(ex, m->blk, 1);
-				set_state(ex, m->blk, BLK_REMOTE);
-			} else if (!file_write_async(ex, m->io, m->blk, o->page)) {
-				set_state(ex, m->blk, BLK_FILE);
-			} else {
-				set_state(ex, m->blk, BLK_BAD);
-				seterr(m->io, -EIO);
-			}
-			break;
-		default: /* TMEM_FLUSH_PAGE: the map already says zero */
-			break;
-		}
+	if (sync || ex->unstable || !batch_async(ex)) {
+		borrower_tmem(ex->b, ex->c, ex->ops, ex->nops);
+		for (unsigned i = 0; i < ex->nops; i++)
+			op_settle(ex, &ex->ops[i], &ex->meta[i]);
 	}
 	for (unsigned i = 0; i < ex->nset; i++)
 		ex->set[ex->set_at[i]] = 0;
 	ex->nset = 0;
 	ex->nops = 0;
+	ex->unstable = false;
 }
 
 static void batch_add(struct nbd_export *ex, struct nbd_io *io, uint64_t blk,
 		      enum tmem_cmd cmd, void *buf)
 {
 	if (ex->nops == BATCH_MAX)
-		batch_flush(ex);
+		batch_flush(ex, false);
+	if (!io->stable)
+		ex->unstable = true;
 	ex->ops[ex->nops] = (struct tmem_op){
 		.cmd = cmd, .pool = ex->pool, .oid = blk >> 20,
 		.index = (uint32_t)(blk & 0xfffff), .page = buf,
 	};
 	ex->meta[ex->nops] = (struct bmeta){ .io = io, .blk = blk };
 	ex->nops++;
-	if (cmd == TMEM_PUT)
+	if (cmd != TMEM_FLUSH_PAGE) /* a batch has each page once */
 		set_add(ex, blk);
 }
 
@@ -464,7 +580,7 @@ static void batch_add(struct nbd_export *ex, struct nbd_io *io, uint64_t blk,
 static void read_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, void *buf)
 {
 	if (set_has(ex, blk)) /* written earlier in this batch: settle that first */
-		batch_flush(ex);
+		batch_flush(ex, true);
 	switch (state_of(ex, blk)) {
 	case BLK_ZERO:
 		memset(buf, 0, PAGE);
@@ -487,7 +603,7 @@ static void read_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, vo
 static void write_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, const void *buf)
 {
 	if (set_has(ex, blk))
-		batch_flush(ex);
+		batch_flush(ex, true);
 	batch_add(ex, io, blk, TMEM_PUT, (void *)buf);
 }
 
@@ -498,9 +614,11 @@ static void rmw_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, siz
 {
 	uint8_t page[RTM_PAGE_SIZE];
 	struct nbd_io tmp = { 0 };
+	bool stable = io->stable;
 
+	batch_flush(ex, false); /* the pages queued before go on their own */
 	read_page(ex, &tmp, blk, page);
-	batch_flush(ex);
+	batch_flush(ex, true);
 	if (tmp.err) {
 		seterr(io, tmp.err);
 		return;
@@ -510,8 +628,10 @@ static void rmw_page(struct nbd_export *ex, struct nbd_io *io, uint64_t blk, siz
 		return;
 	}
 	memcpy(page + from, src, n);
+	io->stable = false; /* @page is ours: a synchronous put */
 	write_page(ex, io, blk, page); /* (a spill to the file copies the page) */
-	batch_flush(ex);
+	io->stable = stable;
+	batch_flush(ex, true);
 }
 
 /* ------------------------------------------------ commands */
@@ -569,7 +689,7 @@ static void do_discard(struct nbd_export *ex, struct nbd_io *io)
 		if (state_of(ex, blk) == BLK_ZERO && !set_has(ex, blk))
 			continue;
 		if (set_has(ex, blk))
-			batch_flush(ex);
+			batch_flush(ex, true);
 		switch (state_of(ex, blk)) {
 		case BLK_REMOTE:
 			batch_add(ex, io, blk, TMEM_FLUSH_PAGE, NULL);
@@ -596,19 +716,24 @@ static bool blocked(struct nbd_export *ex, const struct nbd_io *io)
 	uint64_t first = io->off / PAGE, end = (io->off + io->len + PAGE - 1) / PAGE;
 
 	if (io->type == NBD_CMD_FLUSH) {
-		batch_flush(ex);
-		return ex->inflight_writes > 0;
+		batch_flush(ex, false);
+		return ex->inflight_writes + ex->remote_writes > 0;
 	}
-	if (!ex->inflight && !ex->nset)
+	if (!ex->inflight && !ex->remote && !ex->nset)
 		return false;
 	for (uint64_t b = first; b < end && ex->nset; b++)
 		if (set_has(ex, b))
-			batch_flush(ex);
-	if (!ex->inflight)
+			batch_flush(ex, false);
+	if (!ex->inflight && !ex->remote)
 		return false;
-	for (uint64_t b = first; b < end; b++)
-		if (ex->map[b] & BLK_BUSY)
+	for (uint64_t b = first; b < end; b++) {
+		uint8_t m = ex->map[b];
+
+		/* reads may overlap reads; anything else waits for them */
+		if ((m & BLK_BUSY) || (m & BLK_RMASK) == BLK_RMASK ||
+		    (io->type != NBD_CMD_READ && (m & BLK_RMASK)))
 			return true;
+	}
 	return false;
 }
 
@@ -650,12 +775,12 @@ unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n)
 		}
 		if ((io->flags & NBD_CMD_FLAG_FUA) && io->type != NBD_CMD_WRITE &&
 		    io->type != NBD_CMD_READ) { /* TRIM / WRITE_ZEROES: punched holes */
-			batch_flush(ex);
+			batch_flush(ex, true);
 			if (file_sync_async(ex, io))
 				seterr(io, -EIO);
 		}
 	}
-	batch_flush(ex);
+	batch_flush(ex, false);
 	ring_submit(ex);
 	return i;
 }
@@ -797,6 +922,7 @@ void nbd_export_free(struct nbd_export *ex)
 	log_info("export %s: closing with %llu blocks remote, %llu in the backing file",
 		 ex->name, (unsigned long long)ex->count[BLK_REMOTE],
 		 (unsigned long long)ex->count[BLK_FILE]);
+	borrower_tmem_drain(ex->b); /* page ops in flight finish (maybe into the file) */
 	while (ex->inflight) { /* their commands' connections are gone */
 		int rc = io_uring_submit_and_wait(&ex->ring, 1);
 

@@ -1,20 +1,30 @@
-/* nbd.c - the borrower's NBD server: exports from the config served on a unix
- * socket and (optionally) TCP, from the borrower's event loop.
+/* nbd.c - the borrower's NBD server: exports from the config (or added at run
+ * time through nbd-ctl.c) served on a unix socket and (optionally) TCP, from the
+ * borrower's event loop.
  *
  * Fixed newstyle negotiation (NBD_OPT_GO, INFO, LIST, ABORT, EXPORT_NAME,
- * STRUCTURED_REPLY; no TLS), then transmission: READ, WRITE, FLUSH,
- * TRIM, WRITE_ZEROES, DISC. Per connection an rx buffer that grows to hold one whole
- * request (header + payload, at most NBD_MAX_PAYLOAD) and a tx buffer for replies.
- * Requests are read without blocking; every complete request in the buffer is
- * validated and the valid ones run as one nbd_export_run batch, then the replies go
- * out in request order (which the protocol allows). With structured replies a read
- * answers with OFFSET_DATA chunks and, for whole zero blocks, OFFSET_HOLE chunks
- * (unless the client set DF), or an ERROR chunk; other commands keep simple
- * replies, which the protocol allows. While too much reply data is
- * unsent the connection is not read, so a client that does not read stalls itself
- * only. A bad request gets an NBD error; a broken stream (bad magic, unknown client
- * flags, an option longer than OPT_MAX) closes the connection. Closing frees the
- * connection's buffers only: the export (and its data) belongs to the server.
+ * STRUCTURED_REPLY, LIST/SET_META_CONTEXT for base:allocation; no TLS), then
+ * transmission: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES, BLOCK_STATUS, DISC. Per
+ * connection an rx buffer that grows to hold one whole request (header + payload,
+ * at most NBD_MAX_PAYLOAD) and a tx buffer for replies. Requests are read without
+ * blocking; every complete request in the buffer is validated and the valid ones
+ * run as one nbd_export_run batch, whose replies are written into tx in request
+ * order, except for commands still waiting for remote memory or backing-file I/O:
+ * those (given a buffer of their own for the data, since rx and tx move) are
+ * answered by pend_done when it completes (out of order, which the protocol
+ * allows; each reply is written whole). A command the export cannot start yet (it
+ * touches a block with I/O in flight that it conflicts with) and those after it
+ * stay in rx and are parsed again after the export's kick; meanwhile the
+ * connection is not read, nor while its commands in flight hold PEND_HIGH bytes.
+ * With structured replies a read answers with OFFSET_DATA chunks and, for whole
+ * zero blocks, OFFSET_HOLE chunks (unless the client set DF), or an ERROR chunk;
+ * BLOCK_STATUS with one BLOCK_STATUS chunk; other commands keep simple replies,
+ * which the protocol allows. While too much reply data is unsent the connection is
+ * not read, so a client that does not read stalls itself only. A bad request gets
+ * an NBD error; a broken stream (bad magic, unknown client flags, an option longer
+ * than OPT_MAX) closes the connection. Closing frees the connection's buffers
+ * only: the export (and its data) belongs to the server; deferred commands of a
+ * closed connection are freed when their I/O completes.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -39,6 +49,7 @@
 #define RX_MIN (256u << 10)
 #define BUF_SHRINK (4u << 20)          /* give back buffers grown past this when idle */
 #define TX_HIGH (8u << 20)             /* do not take requests while this much is unsent */
+#define PEND_HIGH (64u << 20)          /* ... or while commands in flight hold this much */
 #define BATCH_REQS 128                 /* requests per nbd_export_run */
 #define BATCH_READ_BYTES (32u << 20)   /* read data per batch */
 #define OPT_MAX 65536u                 /* longest option data accepted */
@@ -60,7 +71,8 @@ struct pend {
 	struct nconn *c;               /* NULL once the connection is closed */
 	struct pend *next, **pprev;    /* in c->pends */
 	struct req r;
-	uint8_t *buf;                  /* READ: the data (a stable buffer) */
+	uint8_t *buf;                  /* stable buffer: READ data, WRITE payload copy */
+	size_t len;                    /* its size (counted in c->pend_bytes) */
 };
 
 struct nconn {
@@ -89,9 +101,10 @@ struct nconn {
 	bool kicked;                   /* a deferred reply was queued: send it */
 	bool failed;                   /* no memory for a deferred reply: close */
 	struct pend *pends;            /* deferred commands */
+	size_t pend_bytes;             /* their buffers and those being set up */
 	struct req reqs[BATCH_REQS];
 	struct nbd_io ios[BATCH_REQS];
-	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable read buffer, if any */
+	struct pend *pend[BATCH_REQS]; /* ios[k]'s stable buffer, if any */
 	unsigned map[BATCH_REQS];      /* ios[k] runs reqs[map[k]] */
 };
 
@@ -692,6 +705,8 @@ static struct pend *pend_new(struct nconn *c, const struct req *r, size_t buflen
 	if (p) {
 		p->c = c;
 		p->r = *r;
+		p->len = buflen;
+		c->pend_bytes += buflen;
 	}
 	return p;
 }
@@ -700,6 +715,8 @@ static void pend_free(struct pend *p)
 {
 	if (!p)
 		return;
+	if (p->c)
+		p->c->pend_bytes -= p->len;
 	if (p->pprev) { /* in its connection's list */
 		*p->pprev = p->next;
 		if (p->next)
@@ -800,14 +817,17 @@ static int run_batch(struct nconn *c, unsigned n)
 							       : (void *)r->payload,
 			};
 			c->pend[m] = NULL;
-			if (data && nbd_export_in_file(c->ex, r->off, r->len)) {
-				/* may be read through the ring: a buffer that stays */
-				c->pend[m] = pend_new(c, r, data);
+			if ((data && nbd_export_stored(c->ex, r->off, r->len)) ||
+			    (r->type == NBD_CMD_WRITE && r->len)) {
+				/* may complete later: a buffer that stays (rx moves) */
+				c->pend[m] = pend_new(c, r, r->len);
 				if (!c->pend[m]) {
 					for (unsigned j = 0; j < m; j++)
 						pend_free(c->pend[j]);
 					return -ENOMEM;
 				}
+				if (!data)
+					memcpy(c->pend[m]->buf, r->payload, r->len);
 				io->buf = c->pend[m]->buf;
 				io->stable = true;
 			}
@@ -941,6 +961,14 @@ static int trans_step(struct nconn *c)
 	return n ? 1 : 0;
 }
 
+/* taking - more requests may be taken: not closing or stalled, replies and
+ * commands in flight below their bounds (a client cannot make us hold more). */
+static bool taking(const struct nconn *c)
+{
+	return c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH &&
+	       c->pend_bytes <= PEND_HIGH;
+}
+
 /* serve - handle what is buffered while replies can go out; then wait for input
  * and/or output room as needed. */
 static void serve(struct nconn *c)
@@ -948,7 +976,7 @@ static void serve(struct nconn *c)
 	uint32_t want;
 	int rc = 1;
 
-	while (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH) {
+	while (taking(c)) {
 		rc = c->st == CS_TRANS ? trans_step(c) : nego_step(c);
 		if (rc < 0)
 			return; /* closed */
@@ -965,7 +993,7 @@ static void serve(struct nconn *c)
 		return;
 	}
 	want = rc ? EPOLLOUT : 0;
-	if (c->st != CS_CLOSING && !c->stalled && c->tx_len - c->tx_off <= TX_HIGH)
+	if (taking(c))
 		want |= EPOLLIN;
 	if (want != c->events) {
 		if (evloop_mod_fd(c->s->ev, c->fd, want) < 0) {

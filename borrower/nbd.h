@@ -31,14 +31,14 @@ struct nbd_io {
 	uint64_t off;
 	uint32_t len;
 	void *buf;          /* READ: destination, WRITE: source (@len bytes) */
-	bool stable;        /* READ: @buf stays valid until the command is done, so
-			     * blocks in the backing file are read through the ring */
+	bool stable;        /* @buf stays valid until the command is done, so its
+			     * pages go to the store and the file asynchronously */
 	int err;            /* out: 0 or -errno (-EIO, -ENOSPC) of the part done */
 	struct nbd_wait *wait; /* out: backing-file I/O still in flight (then arm it) */
 };
 
 struct nbd_wait;
-/* called once the file I/O of a command is done, @err 0 or -EIO */
+/* called once the remote and file I/O of a command is done, @err 0 or -EIO */
 typedef void nbd_done_fn(void *arg, int err);
 
 /* nbd_export_new - the export of @cfg: a borrower client named after it with a
@@ -55,20 +55,21 @@ uint64_t nbd_export_size(const struct nbd_export *ex);
 void nbd_export_info(const struct nbd_export *ex, struct wire_export_info *out);
 /* nbd_export_run - start @n commands with the effect of running them in order
  * (pages of several commands go to the store in one batch). Returns how many were
- * started: the first one not started touches blocks with backing-file I/O in
- * flight (or is a FLUSH while file writes are in flight) and must be given again,
- * with those after it, after the export's kick. For each started command err says
- * how the part done so far went; if wait is set, file I/O is still in flight and
- * the caller must nbd_export_wait_arm it (its buffers stay as they are until then).
+ * started: the first one not started touches blocks with conflicting I/O in
+ * flight (or is a FLUSH while writes are in flight) and must be given again, with
+ * those after it, after the export's kick. For each started command err says how
+ * the part done so far went; if wait is set, remote or file I/O is still in flight
+ * and the caller must nbd_export_wait_arm it (its buffers stay as they are until
+ * then; only commands with stable buffers go asynchronously to remote memory).
  * A command without wait is complete: its writes are in remote memory or in the
  * backing file, a FLUSH or FUA command's data has been synced to the file. */
 unsigned nbd_export_run(struct nbd_export *ex, struct nbd_io *v, unsigned n);
 /* nbd_export_wait_arm - call @done(@arg, err) when the file I/O of @w is done (at
  * once if it already is); @w is freed after. Done in the event loop. */
 void nbd_export_wait_arm(struct nbd_wait *w, nbd_done_fn *done, void *arg);
-/* nbd_export_in_file - some block of [@off, @off + @len) is in the backing file or
- * has file I/O in flight: a READ there wants a stable buffer. */
-bool nbd_export_in_file(const struct nbd_export *ex, uint64_t off, uint32_t len);
+/* nbd_export_stored - some block of [@off, @off + @len) holds data (remote, in
+ * the file, bad) or has I/O in flight: a READ there wants a stable buffer. */
+bool nbd_export_stored(const struct nbd_export *ex, uint64_t off, uint32_t len);
 /* nbd_export_zero_run - the length (<= @len) of the run from @off whose blocks all
  * read as zeros because nothing is stored (never written, trimmed), *@zero = true,
  * or all hold data, *@zero = false. For NBD_CMD_BLOCK_STATUS. */

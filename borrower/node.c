@@ -641,12 +641,12 @@ static int borrower_init(struct borrower *b, const char *cfgpath, uint32_t id)
 	}
 	if (!b->alloc || !b->index || !b->ev || !b->tp)
 		return -ENOMEM;
-	store_init(b);
-	return 0;
+	return store_init(b);
 }
 
 static void borrower_fini(struct borrower *b)
 {
+	store_fini(b);
 	for (unsigned i = 0; i < b->n_donors; i++)
 		if (b->donors[i].conn)
 			rdma_conn_close(b->tp, b->donors[i].conn);

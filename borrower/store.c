@@ -1,6 +1,16 @@
 /* store.c - the borrower's page store: tmem operations of local clients (pools,
  * put/get/flush with enforcement at put, Algorithm 1/7), the data I/O to slabs
  * through the transport, and moving pages off a donor that leaves or fails.
+ *
+ * Data I/O goes through one queue of transport requests (struct store_xq) shared
+ * by synchronous batches (borrower_tmem, migration: the caller polls the transport
+ * until its own requests are done) and asynchronous ones (borrower_tmem_async, the
+ * NBD exports: requests are posted from an event-loop tick, together with those of
+ * other batches, and completions are reported from the tick). The rdma_ops
+ * contract has no fd to wait on, so while anything is in flight the tick runs
+ * after every round of fd events and waits up to XQ_WAIT_MS for a completion.
+ * Migration first drains the queue (no request in flight on the old locations);
+ * a donor's failure fails its queued requests, the transport those in flight.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -48,68 +58,307 @@ struct bio {
 	struct buddy_loc loc;
 	enum rdma_op op;
 	void *buf;
-	int status;
+	int status;                /* -EINPROGRESS while its transport request is out */
 };
 
-/* bio_run - move @n pages between local buffers and their slabs: local slabs by
- * memcpy, remote ones in one transport batch, where consecutive pages that are
- * adjacent both in a slab and in memory (a 64 KiB NBD request, a prefetch run) go
- * as one request. Sets each status. */
-static void bio_run(struct borrower *b, struct bio *v, unsigned n)
-{
-	struct rdma_req reqs[RDMA_MAX_BATCH];
-	int status[RDMA_MAX_BATCH];
-	unsigned map[RDMA_MAX_BATCH], cnt[RDMA_MAX_BATCH], nr = 0;
+/* A set of page I/Os and the transport requests that carry them: one synchronous
+ * call (bio_run) or one asynchronous batch (struct abatch). */
+struct bioset {
+	struct bio *v;
+	struct rdma_req *req;      /* requests built from v (adjacent pages coalesced) */
+	uint32_t *first, *cnt;     /* request r carries v[first[r] .. first[r] + cnt[r]) */
+	unsigned nreq, posted, left; /* built, posted, not yet completed */
+	uint64_t bytes;            /* posted and not completed */
+	struct abatch *ab;         /* NULL: a synchronous caller polls until left == 0 */
+	struct bioset *next;       /* in xq->sets while some request is not posted */
+};
 
+/* An asynchronous tmem batch (borrower_tmem_async). */
+struct abatch {
+	struct bclient *c;
+	struct pending *pd;
+	struct bioset set;
+	uint32_t *comp;            /* completed requests not yet reported */
+	unsigned ncomp;
+	bool on_done;              /* in xq->done */
+	store_done_fn *done;
+	void *arg;
+	struct abatch *next;
+};
+
+/* The transport queue shared by synchronous and asynchronous callers: requests wait
+ * in their set until posted (sets in order; an asynchronous set has at most
+ * XQ_WINDOW bytes in flight, so a large command does not hold up the small ones
+ * behind it); the cookie of a posted request is a slot naming set and request. */
+struct xslot {
+	struct bioset *set;
+	uint32_t r;
+};
+
+struct store_xq {
+	struct xslot *slot;
+	uint32_t *free;
+	unsigned cap, nfree;
+	unsigned inflight;         /* posted, not completed */
+	unsigned batches;          /* asynchronous batches not fully reported */
+	struct bioset *sets;       /* sets with requests to post */
+	struct abatch *done;       /* batches with completions to report, in order */
+	struct abatch **done_tail;
+	int tick;                  /* evloop timer driving the transport, 0 = none */
+};
+
+#define XQ_WINDOW (4u << 20)   /* bytes in flight per asynchronous batch */
+#define XQ_CHUNK 64u           /* requests per post */
+#define XQ_WAIT_MS 1           /* tick: wait this long for a completion */
+
+static int slot_get(struct store_xq *x, struct bioset *s, uint32_t r, uint64_t *cookie)
+{
+	if (!x->nfree) {
+		unsigned cap = x->cap ? x->cap * 2 : 1024;
+		struct xslot *ns = realloc(x->slot, cap * sizeof(*ns));
+		uint32_t *nf;
+
+		if (!ns)
+			return -ENOMEM;
+		x->slot = ns;
+		nf = realloc(x->free, cap * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		x->free = nf;
+		for (unsigned i = cap; i > x->cap; i--)
+			x->free[x->nfree++] = i - 1;
+		x->cap = cap;
+	}
+	*cookie = x->free[--x->nfree];
+	x->slot[*cookie] = (struct xslot){ .set = s, .r = r };
+	return 0;
+}
+
+static void xq_arm(struct borrower *b);
+
+/* req_done - request @r of @s completed with @status. */
+static void req_done(struct borrower *b, struct bioset *s, uint32_t r, int status)
+{
+	struct bio *v = &s->v[s->first[r]];
+
+	for (unsigned k = 0; k < s->cnt[r]; k++)
+		v[k].status = status;
+	if (status)
+		log_warn("%s pages %u+%u of slab %u (donor %u): %s",
+			 v->op == RDMA_OP_READ ? "read" : "write", v->loc.page, s->cnt[r],
+			 v->loc.slab, v->loc.zone, strerror(-status));
+	s->left--;
+	if (s->ab) {
+		s->ab->comp[s->ab->ncomp++] = r;
+		if (!s->ab->on_done) {
+			struct store_xq *x = b->xq;
+
+			s->ab->on_done = true;
+			s->ab->next = NULL;
+			if (!x->done)
+				x->done_tail = &x->done;
+			*x->done_tail = s->ab;
+			x->done_tail = &s->ab->next;
+			xq_arm(b);
+		}
+	}
+}
+
+/* bio_plan - build the requests of @s for its @n pages: local slabs by memcpy at
+ * once, lost or unconnected slabs fail at once, remote pages as requests in which
+ * consecutive pages adjacent both in a slab and in memory (a 64 KiB NBD request, a
+ * prefetch run) are one request. @s's arrays hold @n entries. */
+static void bio_plan(struct borrower *b, struct bioset *s, unsigned n)
+{
+	struct bio *v = s->v;
+
+	s->nreq = s->posted = s->left = 0;
+	s->bytes = 0;
 	for (unsigned i = 0; i < n; i++) {
-		struct bslab *s = slab_of(b, &v[i].loc);
+		struct bslab *sl = slab_of(b, &v[i].loc);
 		uint64_t off = (uint64_t)v[i].loc.page * RTM_PAGE_SIZE;
-		struct rdma_req *last = nr ? &reqs[nr - 1] : NULL;
+		struct rdma_req *last = s->nreq ? &s->req[s->nreq - 1] : NULL;
 
 		v[i].status = 0;
-		if (s->lost || (!s->local && !s->donor->conn)) {
+		if (sl->lost || (!sl->local && !sl->donor->conn)) {
 			v[i].status = -EIO;
-		} else if (s->local) {
+		} else if (sl->local) {
 			if (v[i].op == RDMA_OP_READ)
-				memcpy(v[i].buf, (char *)s->local + off, RTM_PAGE_SIZE);
+				memcpy(v[i].buf, (char *)sl->local + off, RTM_PAGE_SIZE);
 			else
-				memcpy((char *)s->local + off, v[i].buf, RTM_PAGE_SIZE);
-		} else if (last && map[nr - 1] + cnt[nr - 1] == i && last->op == v[i].op &&
-			   last->conn == s->donor->conn && last->key == s->ref.key &&
-			   last->slab_offset == s->ref.offset && last->offset + last->len == off &&
+				memcpy((char *)sl->local + off, v[i].buf, RTM_PAGE_SIZE);
+		} else if (last && s->first[s->nreq - 1] + s->cnt[s->nreq - 1] == i &&
+			   last->op == v[i].op && last->conn == sl->donor->conn &&
+			   last->key == sl->ref.key && last->slab_offset == sl->ref.offset &&
+			   last->offset + last->len == off &&
 			   (char *)last->buf + last->len == (char *)v[i].buf &&
 			   last->len + RTM_PAGE_SIZE <= RDMA_MAX_IO) {
 			/* next page of the same slab and buffer: one larger request */
 			last->len += RTM_PAGE_SIZE;
-			cnt[nr - 1]++;
+			s->cnt[s->nreq - 1]++;
+			v[i].status = -EINPROGRESS;
 		} else {
-			reqs[nr] = (struct rdma_req){
-				.conn = s->donor->conn,
+			s->req[s->nreq] = (struct rdma_req){
+				.conn = sl->donor->conn,
 				.op = v[i].op,
-				.slab_offset = s->ref.offset,
-				.slab_length = s->ref.length,
-				.key = s->ref.key,
+				.slab_offset = sl->ref.offset,
+				.slab_length = sl->ref.length,
+				.key = sl->ref.key,
 				.offset = off,
 				.buf = v[i].buf,
 				.len = RTM_PAGE_SIZE,
-				.cookie = i,
 			};
-			cnt[nr] = 1;
-			map[nr++] = i;
+			s->first[s->nreq] = i;
+			s->cnt[s->nreq++] = 1;
+			v[i].status = -EINPROGRESS;
 		}
-		if (nr == RDMA_MAX_BATCH || (i + 1 == n && nr)) {
-			rdma_rw_sync(b->tp, reqs, nr, status);
-			for (unsigned j = 0; j < nr; j++) {
-				for (unsigned k = 0; k < cnt[j]; k++)
-					v[map[j] + k].status = status[j];
-				if (status[j])
-					log_warn("%s pages %u+%u of slab %u (donor %u): %s",
-						 v[map[j]].op == RDMA_OP_READ ? "read" : "write",
-						 v[map[j]].loc.page, cnt[j], v[map[j]].loc.slab,
-						 v[map[j]].loc.zone, strerror(-status[j]));
+	}
+	s->left = s->nreq;
+}
+
+/* xq_queue - @s's requests wait for xq_pump; a synchronous set goes first. */
+static void xq_queue(struct borrower *b, struct bioset *s)
+{
+	struct store_xq *x = b->xq;
+	struct bioset **pp = &x->sets;
+
+	if (!s->nreq)
+		return;
+	if (s->ab)
+		while (*pp)
+			pp = &(*pp)->next;
+	s->next = *pp;
+	*pp = s;
+}
+
+/* xq_pump - post what the transport takes, gathered across sets into one post. */
+static void xq_pump(struct borrower *b)
+{
+	struct store_xq *x = b->xq;
+	struct rdma_req chunk[XQ_CHUNK];
+
+	for (;;) {
+		unsigned k = 0;
+		int ret;
+
+		for (struct bioset *s = x->sets; s && k < XQ_CHUNK; s = s->next) {
+			while (s->posted < s->nreq && k < XQ_CHUNK &&
+			       (!s->ab || s->bytes < XQ_WINDOW)) {
+				struct rdma_req *r = &s->req[s->posted];
+
+				/* its donor failed while it waited, or no memory to
+				 * track it: it fails (once: then len = 0) */
+				if (!r->conn || slot_get(x, s, s->posted, &r->cookie)) {
+					int err = r->conn ? -ENOMEM : -EIO;
+
+					s->posted++;
+					if (r->len) {
+						r->conn = NULL;
+						r->len = 0;
+						req_done(b, s, s->posted - 1, err);
+					}
+					continue;
+				}
+				chunk[k++] = *r;
+				s->posted++;
+				s->bytes += r->len;
 			}
-			nr = 0;
 		}
+		if (!k)
+			break;
+		ret = b->tp->ops->post(b->tp, chunk, k);
+		if (ret < 0 && ret != -EAGAIN) { /* the first one is refused */
+			struct xslot *sl = &x->slot[chunk[0].cookie];
+
+			log_warn("transport post: %s", strerror(-ret));
+			ret = 1;
+			sl->set->bytes -= chunk[0].len;
+			x->free[x->nfree++] = (uint32_t)chunk[0].cookie;
+			sl->set->req[sl->r].conn = NULL;
+			sl->set->req[sl->r].len = 0;
+			req_done(b, sl->set, sl->r, -EIO);
+			sl->set = NULL;
+		} else if (ret > 0) {
+			x->inflight += (unsigned)ret;
+		} else {
+			ret = 0;
+		}
+		/* give back the ones not taken, last first */
+		for (unsigned i = k; i > (unsigned)ret; i--) {
+			struct xslot *sl = &x->slot[chunk[i - 1].cookie];
+
+			sl->set->posted = sl->r; /* (failed ones between are skipped) */
+			sl->set->bytes -= chunk[i - 1].len;
+			x->free[x->nfree++] = (uint32_t)chunk[i - 1].cookie;
+		}
+		for (struct bioset **pp = &x->sets; *pp;)
+			if ((*pp)->posted == (*pp)->nreq)
+				*pp = (*pp)->next;
+			else
+				pp = &(*pp)->next;
+		if ((unsigned)ret < k)
+			break; /* the transport is full */
+	}
+}
+
+/* xq_reap - take completions (waiting up to @timeout_ms for the first), then post
+ * more. Returns the number taken or -errno. */
+static int xq_reap(struct borrower *b, int timeout_ms)
+{
+	struct store_xq *x = b->xq;
+	struct rdma_completion comp[XQ_CHUNK];
+	int got = b->tp->ops->poll(b->tp, comp, XQ_CHUNK, timeout_ms);
+
+	for (int i = 0; i < got; i++) {
+		struct xslot sl;
+
+		if (comp[i].cookie >= x->cap || !x->slot[comp[i].cookie].set) {
+			log_err("transport: completion with unknown cookie %llu",
+				(unsigned long long)comp[i].cookie);
+			continue;
+		}
+		sl = x->slot[comp[i].cookie];
+		x->slot[comp[i].cookie].set = NULL;
+		x->free[x->nfree++] = (uint32_t)comp[i].cookie;
+		x->inflight--;
+		sl.set->bytes -= sl.set->req[sl.r].len;
+		req_done(b, sl.set, sl.r, comp[i].status);
+	}
+	xq_pump(b);
+	return got;
+}
+
+/* xq_wait - drive the transport until @s (NULL: everything queued) is complete. */
+static void xq_wait(struct borrower *b, struct bioset *s)
+{
+	struct store_xq *x = b->xq;
+
+	xq_pump(b);
+	while (s ? s->left : (x->sets || x->inflight)) {
+		int got = xq_reap(b, x->inflight ? -1 : 0);
+
+		if (got < 0) {
+			log_err("transport poll: %s", strerror(-got));
+			if (got != -EINTR && got != -EAGAIN)
+				break;
+		}
+	}
+}
+
+/* bio_run - move @n pages between local buffers and their slabs, waiting for the
+ * transport (other callers' completions that arrive meanwhile are recorded). Sets
+ * each status. */
+static void bio_run(struct borrower *b, struct bio *v, unsigned n)
+{
+	struct rdma_req req[TMEM_MAX_BATCH];
+	uint32_t first[TMEM_MAX_BATCH], cnt[TMEM_MAX_BATCH];
+
+	for (unsigned i = 0; i < n; i += TMEM_MAX_BATCH) {
+		struct bioset s = { .v = v + i, .req = req, .first = first, .cnt = cnt };
+
+		bio_plan(b, &s, n - i < TMEM_MAX_BATCH ? n - i : TMEM_MAX_BATCH);
+		xq_queue(b, &s);
+		xq_wait(b, &s);
 	}
 }
 
@@ -305,11 +554,12 @@ uint32_t borrower_client_id(const struct bclient *c)
 
 /* ------------------------------------------------ tmem operations */
 
+/* The page I/O of a tmem batch, in op order: io[i] belongs to op[i]. */
 struct pending {
-	struct bio io[TMEM_MAX_BATCH];
-	struct tmem_op *op[TMEM_MAX_BATCH];
-	struct bpool *pool[TMEM_MAX_BATCH];
-	unsigned n;
+	struct bio *io;
+	struct tmem_op **op;
+	struct bpool **pool;
+	unsigned n, cap;
 };
 
 static bool same_key(const struct tmem_op *a, const struct tmem_op *o, bool object)
@@ -330,29 +580,35 @@ static struct pindex_key key_of(const struct tmem_op *o)
 	return (struct pindex_key){ .pool = o->pool, .oid = o->oid, .index = o->index };
 }
 
+/* pending_settle - the data I/O of op @i is done: account it, set its status. */
+static void pending_settle(struct borrower *b, struct pending *pd, struct bclient *c,
+			   unsigned i)
+{
+	struct tmem_op *o = pd->op[i];
+	struct pindex_key k = key_of(o);
+	struct pindex_entry e;
+	int st = pd->io[i].status;
+
+	if (o->cmd == TMEM_PUT) {
+		if (!st) {
+			c->puts_succ++;
+		} else if (pindex_remove(b->index, &k, &e) == 0) {
+			/* a failed write leaves no copy behind, old or new */
+			entry_release(b, &e);
+			charge(pd->pool[i], -1);
+		}
+	} else if (!st) {
+		c->gets_succ++;
+	}
+	o->status = st;
+}
+
 /* pending_finish - run the queued data I/O and settle each op. */
 static void pending_finish(struct borrower *b, struct pending *pd, struct bclient *c)
 {
 	bio_run(b, pd->io, pd->n);
-	for (unsigned i = 0; i < pd->n; i++) {
-		struct tmem_op *o = pd->op[i];
-		struct pindex_key k = key_of(o);
-		struct pindex_entry e;
-		int st = pd->io[i].status;
-
-		if (o->cmd == TMEM_PUT) {
-			if (!st) {
-				c->puts_succ++;
-			} else if (pindex_remove(b->index, &k, &e) == 0) {
-				/* a failed write leaves no copy behind, old or new */
-				entry_release(b, &e);
-				charge(pd->pool[i], -1);
-			}
-		} else if (!st) {
-			c->gets_succ++;
-		}
-		o->status = st;
-	}
+	for (unsigned i = 0; i < pd->n; i++)
+		pending_settle(b, pd, c, i);
 	pd->n = 0;
 }
 
@@ -433,11 +689,13 @@ static int op_flush_page(struct borrower *b, struct bpool *p, struct tmem_op *o)
 	return 0;
 }
 
-void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, unsigned n)
+/* tmem_run - the ops of @ops: flushes at once, puts and gets queued in @pd. A
+ * synchronous run (!@async) settles a full @pd, or one holding a page an op touches
+ * again, before going on; an asynchronous one leaves every page I/O in @pd (the
+ * caller guarantees no page twice). */
+static void tmem_run(struct borrower *b, struct bclient *c, struct tmem_op *ops, unsigned n,
+		     struct pending *pd, bool async)
 {
-	struct pending pd;
-
-	pd.n = 0;
 	b->in_tmem = true;
 	for (unsigned i = 0; i < n; i++) {
 		struct tmem_op *o = &ops[i];
@@ -445,8 +703,8 @@ void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, u
 		struct bpool *p;
 		int err = 0;
 
-		if (pending_conflicts(&pd, o, object) || pd.n == TMEM_MAX_BATCH)
-			pending_finish(b, &pd, c);
+		if (!async && (pd->n == pd->cap || pending_conflicts(pd, o, object)))
+			pending_finish(b, pd, c);
 		p = pool_get(b, c, o->pool, &err);
 		if (o->cmd == TMEM_PUT)
 			c->puts_total++;
@@ -458,10 +716,10 @@ void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, u
 		}
 		switch (o->cmd) {
 		case TMEM_PUT:
-			err = op_put(b, &pd, p, o);
+			err = op_put(b, pd, p, o);
 			break;
 		case TMEM_GET:
-			err = op_get(b, &pd, p, o);
+			err = op_get(b, pd, p, o);
 			break;
 		case TMEM_FLUSH_PAGE:
 			c->flushes++;
@@ -479,15 +737,146 @@ void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, u
 			o->status = err;
 			continue;
 		}
-		pd.op[pd.n] = o;
-		pd.pool[pd.n] = p;
-		pd.n++;
+		pd->op[pd->n] = o;
+		pd->pool[pd->n] = p;
+		pd->n++;
 	}
-	if (pd.n)
-		pending_finish(b, &pd, c);
+	if (!async && pd->n)
+		pending_finish(b, pd, c);
 	b->in_tmem = false;
+}
+
+void borrower_tmem(struct borrower *b, struct bclient *c, struct tmem_op *ops, unsigned n)
+{
+	struct bio io[TMEM_MAX_BATCH];
+	struct tmem_op *op[TMEM_MAX_BATCH];
+	struct bpool *pool[TMEM_MAX_BATCH];
+	struct pending pd = { .io = io, .op = op, .pool = pool, .cap = TMEM_MAX_BATCH };
+
+	tmem_run(b, c, ops, n, &pd, false);
 	node_run_deferred(b);
 	node_maybe_grow(b);
+}
+
+int borrower_tmem_async(struct borrower *b, struct bclient *c, struct tmem_op *ops,
+			unsigned n, store_done_fn *done, void *arg)
+{
+	struct abatch *ab;
+	struct pending *pd;
+	struct bioset *s;
+	char *m;
+
+	if (!b->xq)
+		return -ENOMEM;
+	m = calloc(1, sizeof(*ab) + sizeof(*pd) +
+			      n * (sizeof(struct bio) + sizeof(struct tmem_op *) +
+				   sizeof(struct bpool *) + sizeof(struct rdma_req) +
+				   3 * sizeof(uint32_t)));
+	if (!m)
+		return -ENOMEM;
+	ab = (struct abatch *)m;
+	pd = (struct pending *)(ab + 1);
+	s = &ab->set;
+	s->req = (struct rdma_req *)(pd + 1);
+	s->v = pd->io = (struct bio *)(s->req + n);
+	pd->op = (struct tmem_op **)(pd->io + n);
+	pd->pool = (struct bpool **)(pd->op + n);
+	s->first = (uint32_t *)(pd->pool + n);
+	s->cnt = s->first + n;
+	ab->comp = s->cnt + n;
+	pd->cap = n;
+	ab->pd = pd;
+	ab->c = c;
+	ab->done = done;
+	ab->arg = arg;
+	s->ab = ab;
+	tmem_run(b, c, ops, n, pd, true);
+	bio_plan(b, s, pd->n);
+	for (unsigned i = 0; i < pd->n; i++) {
+		if (pd->io[i].status == -EINPROGRESS)
+			pd->op[i]->status = -EINPROGRESS;
+		else /* local slab or lost: done already */
+			pending_settle(b, pd, c, i);
+	}
+	if (s->nreq) {
+		b->xq->batches++;
+		xq_queue(b, s);
+		xq_arm(b);
+	} else {
+		free(m);
+	}
+	node_run_deferred(b);
+	node_maybe_grow(b);
+	return 0;
+}
+
+/* xq_report - settle the completed ops of asynchronous batches and tell their
+ * callers (from the event loop only: never inside another store call). */
+static void xq_report(struct borrower *b)
+{
+	struct store_xq *x = b->xq;
+	struct abatch *ab;
+
+	while ((ab = x->done)) {
+		x->done = ab->next;
+		for (;;) {
+			/* in completion order (more may be added meanwhile) */
+			for (unsigned j = 0; j < ab->ncomp; j++) {
+				uint32_t r = ab->comp[j];
+
+				for (unsigned k = 0; k < ab->set.cnt[r]; k++) {
+					unsigned i = ab->set.first[r] + k;
+
+					pending_settle(b, ab->pd, ab->c, i);
+					ab->done(ab->arg, ab->pd->op[i]);
+				}
+			}
+			ab->ncomp = 0;
+			ab->done(ab->arg, NULL); /* (may complete more of it) */
+			if (!ab->ncomp)
+				break;
+		}
+		ab->on_done = false;
+		if (!ab->set.left) {
+			x->batches--;
+			free(ab);
+		}
+	}
+}
+
+static void xq_tick(struct evloop *ev, void *arg)
+{
+	struct borrower *b = arg;
+	struct store_xq *x = b->xq;
+
+	x->tick = 0;
+	xq_pump(b);
+	if (x->inflight)
+		xq_reap(b, x->done ? 0 : XQ_WAIT_MS);
+	xq_report(b);
+	xq_arm(b);
+}
+
+/* xq_arm - while anything is in flight or to report, the event loop runs xq_tick
+ * after each round of fd events (the transport has no fd of its own to wait on). */
+static void xq_arm(struct borrower *b)
+{
+	struct store_xq *x = b->xq;
+	int id;
+
+	if (x->tick || !b->ev || !(x->sets || x->inflight || x->done))
+		return;
+	id = evloop_add_timer(b->ev, 0, false, xq_tick, b);
+	if (id > 0)
+		x->tick = id;
+}
+
+void borrower_tmem_drain(struct borrower *b)
+{
+	if (!b->xq)
+		return;
+	xq_wait(b, NULL);
+	xq_report(b);
 }
 
 /* ------------------------------------------------ evacuation and failure */
@@ -659,6 +1048,9 @@ int store_evacuate_zone(struct borrower *b, uint32_t zone)
 	unsigned n;
 	int err;
 
+	/* asynchronous batches in flight finish first (on the old locations) */
+	if (b->xq)
+		xq_wait(b, NULL);
 	buf = aligned_alloc(RTM_PAGE_SIZE, (size_t)TMEM_MAX_BATCH * RTM_PAGE_SIZE);
 	if (!buf)
 		return -ENOMEM;
@@ -683,6 +1075,23 @@ out_free:
 	free(w.keys);
 	free(buf);
 	return err;
+}
+
+/* xq_forget_zone - requests to donor @zone that were not posted yet fail (its
+ * connection is about to close); those in flight complete with an error. */
+static void xq_forget_zone(struct borrower *b, uint32_t zone)
+{
+	struct rdma_conn *conn = NULL;
+
+	for (unsigned i = 0; i < b->n_donors; i++)
+		if (b->donors[i].cfg->id == zone)
+			conn = b->donors[i].conn;
+	if (!conn || !b->xq)
+		return;
+	for (struct bioset *s = b->xq->sets; s; s = s->next)
+		for (unsigned r = s->posted; r < s->nreq; r++)
+			if (s->req[r].conn == conn)
+				s->req[r].conn = NULL;
 }
 
 struct inval_ctx {
@@ -721,6 +1130,7 @@ void store_invalidate_zone(struct borrower *b, uint32_t zone)
 	uint64_t before = b->pages_lost;
 	unsigned n = zone_slabs(b, zone, handles);
 
+	xq_forget_zone(b, zone);
 	for (unsigned i = 0; i < n; i++) {
 		b->slabs[handles[i] - 1].lost = true;
 		buddy_remove_slab(b->alloc, handles[i], true);
@@ -734,7 +1144,24 @@ void store_invalidate_zone(struct borrower *b, uint32_t zone)
 		zone, n, (unsigned long long)(b->pages_lost - before));
 }
 
-void store_init(struct borrower *b)
+int store_init(struct borrower *b)
 {
 	b->next_client_id = 0;
+	b->xq = calloc(1, sizeof(*b->xq));
+	return b->xq ? 0 : -ENOMEM;
+}
+
+void store_fini(struct borrower *b)
+{
+	struct store_xq *x = b->xq;
+
+	if (!x)
+		return;
+	borrower_tmem_drain(b);
+	if (x->tick)
+		evloop_del_timer(b->ev, x->tick);
+	free(x->slot);
+	free(x->free);
+	free(x);
+	b->xq = NULL;
 }
