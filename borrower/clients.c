@@ -208,21 +208,14 @@ static int handle(struct conn *c, const struct tmp_msg *m)
 /* flush_tx - send what is pending. 0 all sent, 1 socket full, -1 closed. */
 static int flush_tx(struct conn *c)
 {
-	while (c->tx_off < c->tx_len) {
-		ssize_t r = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 1;
-		if (r < 0) {
-			conn_close(c, strerror(errno));
-			return -1;
-		}
-		c->tx_off += (size_t)r;
+	int rc = net_send_pending(c->fd, c->tx, &c->tx_off, c->tx_len);
+	if (rc < 0) {
+		conn_close(c, strerror(-rc));
+		return -1;
 	}
-	c->tx_len = c->tx_off = 0;
-	return 0;
+	if (rc == 0)
+		c->tx_len = c->tx_off = 0;
+	return rc;
 }
 
 /* serve - handle buffered frames while replies go out; then wait for whichever of

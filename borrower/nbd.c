@@ -175,18 +175,10 @@ static uint8_t *tx_reserve(struct nconn *c, size_t n)
 /* tx_flush - send what is pending: 0 all sent, 1 socket full, -errno on error. */
 static int tx_flush(struct nconn *c)
 {
-	while (c->tx_off < c->tx_len) {
-		ssize_t r = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	int rc = net_send_pending(c->fd, c->tx, &c->tx_off, c->tx_len);
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 1;
-		if (r < 0)
-			return -errno;
-		c->tx_off += (size_t)r;
-	}
+	if (rc)
+		return rc;
 	c->tx_off = c->tx_len = 0;
 	if (c->tx_cap > BUF_SHRINK) {
 		free(c->tx);

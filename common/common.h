@@ -378,6 +378,9 @@ int net_send_fd(int sock, int fd, const void *buf, size_t len);
 int net_recv_fd(int sock, int *fd, void *buf, size_t len);
 /* full blocking I/O loops: 0 or -errno (-ECONNRESET on EOF). */
 int net_write_full(int fd, const void *buf, size_t len);
+/* net_send_pending - non-blocking send of buf[*off, len), advancing *off: 0 all sent,
+ * 1 the socket is full (wait for EPOLLOUT), -errno on error. */
+int net_send_pending(int fd, const void *buf, size_t *off, size_t len);
 int net_read_full(int fd, void *buf, size_t len);
 
 /* ------------------------------------------------------------ event loop */

@@ -235,6 +235,22 @@ int net_write_full(int fd, const void *buf, size_t len)
 	return io_full(fd, (uint8_t *)buf, len, true);
 }
 
+int net_send_pending(int fd, const void *buf, size_t *off, size_t len)
+{
+	while (*off < len) {
+		ssize_t r = send(fd, (const uint8_t *)buf + *off, len - *off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (r < 0)
+			return -errno;
+		*off += (size_t)r;
+	}
+	return 0;
+}
+
 int net_read_full(int fd, void *buf, size_t len)
 {
 	return io_full(fd, buf, len, false);
