@@ -44,6 +44,12 @@ static void stamp(uint8_t *base, size_t i, uint32_t salt)
 	w[PG / 8 - 1] = rtm_checksum(w, PG - 8);
 }
 
+static void stamp_all(uint8_t *base, size_t n, uint32_t salt)
+{
+	for (size_t i = 0; i < n; i++)
+		stamp(base, i, salt);
+}
+
 static int verify(const uint8_t *base, size_t i, uint32_t salt)
 {
 	const uint64_t *w = (const uint64_t *)(base + i * PG);
@@ -99,8 +105,7 @@ static int t_fault_in(void)
 	uint8_t *p;
 	size_t n = 1024;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 1);
+	stamp_all(p, n, 1);
 	CHECK(!verify_all(p, n, 1), "verify");
 	struct rtmem_stats s = stats();
 	CHECK(s.faults > 0 && s.resident == n, "faults %llu resident %llu",
@@ -137,8 +142,7 @@ static int t_evict_refault(void)
 	uint8_t *p;
 	size_t n = 4096; /* 16 MiB through a 1 MiB budget */
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 2);
+	stamp_all(p, n, 2);
 	CHECK(!verify_all(p, n, 2), "sequential verify");
 	uint64_t x = 88172645463325252ull;
 	for (size_t k = 0; k < n; k++) {
@@ -165,8 +169,7 @@ static int t_dirty_clean(void)
 	uint8_t *p;
 	size_t n = 2048;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 3);
+	stamp_all(p, n, 3);
 	CHECK(!verify_all(p, n, 3), "verify 1"); /* evicts the rest of the dirty pages */
 	struct rtmem_stats a = stats();
 	CHECK(!verify_all(p, n, 3), "verify 2");
@@ -204,8 +207,7 @@ static int t_prefetch(void)
 			size_t n = 4096;
 			if (rtmem_region_create(n * PG, (void **)&p))
 				_exit(1);
-			for (size_t i = 0; i < n; i++)
-				stamp(p, i, 4);
+			stamp_all(p, n, 4);
 			struct rtmem_stats a = stats();
 			if (verify_all(p, n, 4))
 				_exit(1);
@@ -256,8 +258,7 @@ static int t_concurrent(void)
 	uint8_t *p;
 	size_t n = 1024;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 5);
+	stamp_all(p, n, 5);
 	enum { T = 16 };
 	pthread_t th[T];
 	struct conc c[T];
@@ -288,8 +289,7 @@ static int t_unmap_remap(void)
 	uint8_t *p;
 	size_t n = 1024;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 6);
+	stamp_all(p, n, 6);
 	/* munmap a hole in the middle */
 	CHECK(!munmap(p + 100 * PG, 50 * PG), "munmap hole");
 	for (size_t i = 0; i < n; i++)
@@ -329,25 +329,33 @@ static int t_unmap_remap(void)
 	return 0;
 }
 
-static int t_fork(void)
+/* fork_start - engine with @budget pages, a region of @n pages stamped with @salt:
+ * 0, SKIP without fork events, 1 on failure. */
+static int fork_start(size_t budget, size_t n, uint32_t salt, uint8_t **p)
 {
-	if (start(256, 0, 0))
+	if (start(budget, 0, 0))
 		return 1;
 	if (!(stats().features & UFFD_FEATURE_EVENT_FORK)) {
 		printf("  SKIP: no UFFD_FEATURE_EVENT_FORK\n");
 		return SKIP;
 	}
+	CHECK(!rtmem_region_create(n * PG, (void **)p), "create");
+	stamp_all(*p, n, salt);
+	return 0;
+}
+
+static int t_fork(void)
+{
 	uint8_t *p;
 	size_t n = 2048;
-	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 7);
+	int rc = fork_start(256, n, 7, &p);
+	if (rc)
+		return rc;
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(verify_all(p, n, 7) ? 1 : 0);
 	/* the parent rewrites everything meanwhile: the child keeps the old data */
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 8);
+	stamp_all(p, n, 8);
 	int st;
 	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child saw wrong data (status %#x)", st);
@@ -359,23 +367,16 @@ static int t_fork(void)
 	return 0;
 }
 
-
 /* A forked child forks again: the grandchild sees the child's data (the child's
  * writes and, for pages neither of them holds, the parent's pages at the first
  * fork), while parent and child rewrite theirs. */
 static int t_fork_grandchild(void)
 {
-	if (start(256, 0, 0))
-		return 1;
-	if (!(stats().features & UFFD_FEATURE_EVENT_FORK)) {
-		printf("  SKIP: no UFFD_FEATURE_EVENT_FORK\n");
-		return SKIP;
-	}
 	uint8_t *p;
 	size_t n = 2048;
-	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 7);
+	int rc = fork_start(256, n, 7, &p);
+	if (rc)
+		return rc;
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* child: rewrites the even pages, then forks */
@@ -390,15 +391,13 @@ static int t_fork_grandchild(void)
 				}
 			_exit(0);
 		}
-		for (size_t i = 0; i < n; i++) /* meanwhile the child rewrites all */
-			stamp(p, i, 13);
+		stamp_all(p, n, 13); /* meanwhile the child rewrites all */
 		int st;
 		if (waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st))
 			_exit(2);
 		_exit(verify_all(p, n, 13) ? 3 : 0);
 	}
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 8);
+	stamp_all(p, n, 8);
 	int st;
 	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -417,23 +416,16 @@ static int t_fork_grandchild(void)
 static int t_fork_budget(void)
 {
 	size_t budget = 256, n = 4096;
-	if (start(budget, 0, 0))
-		return 1;
-	if (!(stats().features & UFFD_FEATURE_EVENT_FORK)) {
-		printf("  SKIP: no UFFD_FEATURE_EVENT_FORK\n");
-		return SKIP;
-	}
 	uint8_t *p;
-	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 14);
+	int rc = fork_start(budget, n, 14, &p);
+	if (rc)
+		return rc;
 	size_t inherited = resident_pages(p, n);
 	pid_t pid = fork();
 	if (pid == 0) {
 		if (verify_all(p, n, 14))
 			_exit(1);
-		for (size_t i = 0; i < n; i++)
-			stamp(p, i, 15);
+		stamp_all(p, n, 15);
 		if (verify_all(p, n, 15))
 			_exit(2);
 		size_t res = resident_pages(p, n);
@@ -556,8 +548,7 @@ static int t_budget(void)
 	struct bud mon = { .p = p, .n = n };
 	pthread_t mt;
 	pthread_create(&mt, NULL, bud_monitor, &mon);
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 9);
+	stamp_all(p, n, 9);
 	enum { T = 4 };
 	pthread_t th[T];
 	struct bud b[T];
@@ -595,8 +586,7 @@ static int t_spill(void)
 	uint8_t *p;
 	size_t n = 4096;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 10);
+	stamp_all(p, n, 10);
 	CHECK(!verify_all(p, n, 10), "verify");
 	for (size_t i = 0; i < n; i += 3)
 		stamp(p, i, 10);
@@ -621,8 +611,7 @@ static int policy_run(unsigned flags, bool reads, int64_t *extra)
 	uint8_t *p;
 	size_t n = 4096, hot = 64;
 	CHECK(!rtmem_region_create(n * PG, (void **)&p), "create");
-	for (size_t i = 0; i < n; i++)
-		stamp(p, i, 11);
+	stamp_all(p, n, 11);
 	struct rtmem_stats a = stats();
 	uint64_t cold = 0;
 	for (int round = 0; round < 8; round++)
