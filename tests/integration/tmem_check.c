@@ -20,6 +20,7 @@
 
 #include "common/common.h"
 #include "tmemshim/tmemshim.h"
+#include "stamp.h"
 
 #define OID_SPAN 1000u /* pages per object: index = page % span */
 #define BATCH TMEM_MAX_BATCH
@@ -43,39 +44,33 @@ static uint32_t index_of(uint64_t n)
 	return (uint32_t)(n % OID_SPAN);
 }
 
-/* stamp - page @n of @pool, generation @gen: a header naming it, pseudo-random
- * body, checksum of everything before it at the end. */
+/* page_id - the identity stamped into page @n of @pool, generation @gen (stamp.h) */
+static const uint64_t *page_id(uint64_t id[4], uint32_t pool, uint64_t n, uint32_t gen)
+{
+	id[0] = n;
+	id[1] = gen;
+	id[2] = pool;
+	id[3] = oid_of(n) << 32 | index_of(n);
+	return id;
+}
+
 static void stamp(uint8_t *page, uint32_t pool, uint64_t n, uint32_t gen)
 {
-	uint64_t x = (n + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t)gen << 32) ^ pool;
-	uint64_t *w = (uint64_t *)page;
-	size_t nw = TMEM_PAGE_SIZE / 8;
+	uint64_t id[4];
 
-	w[0] = pool;
-	w[1] = oid_of(n);
-	w[2] = index_of(n);
-	w[3] = gen;
-	for (size_t i = 4; i < nw - 1; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		w[i] = x;
-	}
-	w[nw - 1] = rtm_checksum(page, TMEM_PAGE_SIZE - 8);
+	stamp_page(page, page_id(id, pool, n, gen));
 }
 
 static void verify(const uint8_t *page, uint32_t pool, uint64_t n, uint32_t gen)
 {
-	static uint8_t want[TMEM_PAGE_SIZE];
+	uint64_t id[4];
+	uint8_t want;
+	long i = stamp_diff(page, page_id(id, pool, n, gen), &want);
 
-	stamp(want, pool, n, gen);
-	if (memcmp(page, want, TMEM_PAGE_SIZE) == 0)
-		return;
-	for (size_t i = 0; i < TMEM_PAGE_SIZE; i++)
-		if (page[i] != want[i])
-			FAIL("pool %u page %llu (oid %llu index %u): byte %zu is %#x, want %#x",
-			     pool, (unsigned long long)n, (unsigned long long)oid_of(n),
-			     index_of(n), i, page[i], want[i]);
+	if (i >= 0)
+		FAIL("pool %u page %llu (oid %llu index %u): byte %ld is %#x, want %#x", pool,
+		     (unsigned long long)n, (unsigned long long)oid_of(n), index_of(n), i,
+		     page[i], want);
 }
 
 static struct tmem_client *connect_as(const char *name)
